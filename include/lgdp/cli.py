@@ -1,0 +1,103 @@
+"""The ``lgdp`` command line: spec tooling, the ledger, and developer services.
+
+Every command prints words for people and uses exit codes for machines; none prints a traceback
+for a problem in someone's input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from lgdp.specs.load import SpecError, load_register, specs_dir
+
+
+def _cmd_specs_lint(args: argparse.Namespace) -> int:
+    files = [Path(p) for p in args.paths]
+    dirs = [p for p in files if p.is_dir()]
+    plain = [p for p in files if not p.is_dir()]
+    lines: list[str] = []
+    loaded = 0
+    targets: list[tuple[Path | None, list[Path] | None]] = [(d, None) for d in dirs]
+    if plain:
+        targets.append((None, plain))
+    if not files:
+        targets = [(None, None)]
+    for directory, paths in targets:
+        reg = load_register(directory, paths)
+        loaded += len(reg.specs)
+        for err in reg.errors.values():
+            lines += [str(p) for p in err.problems]
+    for p in files:
+        if not p.exists():
+            lines.append(f"{p}:1: (file): no such file")
+    for line in lines:
+        print(line)
+    if lines:
+        print(f"{len(lines)} problem(s) found.", file=sys.stderr)
+        return 1
+    print(f"{loaded} spec(s) valid.", file=sys.stderr)
+    return 0
+
+
+def _cmd_specs_schema(args: argparse.Namespace) -> int:
+    from lgdp.specs.schema import schema_text
+
+    text = schema_text()
+    if args.stdout:
+        sys.stdout.write(text)
+        return 0
+    out = Path(args.output) if args.output else specs_dir() / "schema.json"
+    out.write_text(text, encoding="utf-8")
+    print(f"wrote {out}")
+    return 0
+
+
+def _cmd_specs_list(args: argparse.Namespace) -> int:
+    reg = load_register()
+    for s in reg.specs:
+        g = s.spec.governance
+        print(f"{s.id:28} {g.status.value:9} {s.spec.collection.frequency.value:10} {s.spec.title}")
+    for path in reg.errors:
+        print(f"{path}: has problems (run 'lgdp specs lint')")
+    return 1 if reg.errors else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lgdp", description="Local Government Data Platform tools.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    specs = sub.add_parser("specs", help="return specs").add_subparsers(dest="specs_command", required=True)
+    lint = specs.add_parser("lint", help="check specs; exit 1 and one line per problem")
+    lint.add_argument("paths", nargs="*", help="spec files or folders (default: return_specs/)")
+    lint.set_defaults(func=_cmd_specs_lint)
+    schema = specs.add_parser("schema", help="write return_specs/schema.json from the model")
+    schema.add_argument("--output", "-o", help="where to write (default: return_specs/schema.json)")
+    schema.add_argument("--stdout", action="store_true", help="print instead of writing")
+    schema.set_defaults(func=_cmd_specs_schema)
+    lst = specs.add_parser("list", help="list the register")
+    lst.set_defaults(func=_cmd_specs_list)
+
+    from lgdp import cli_ledger
+
+    cli_ledger.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except SpecError as exc:
+        for p in exc.problems:
+            print(p)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

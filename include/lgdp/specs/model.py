@@ -1,0 +1,330 @@
+"""The return spec: one YAML file per statutory return, validated by this pydantic model.
+
+The spec is the single source of truth. The DAG, the template workbook, the Soda contract, the
+row-level checks, the JSON Schema and the docs are all derived from it, so the model is strict:
+unknown keys are refused (a typo must fail when the spec loads, not months later in a council's
+inbox) and every cross-reference (rules to items, keys to items, items to the shared data
+dictionary) is checked by the loader in ``lgdp.specs.load``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from enum import Enum
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+SLUG = r"^[a-z][a-z0-9_]{1,39}$"
+ITEM_NAME = r"^[a-z][a-z0-9_]{0,62}$"
+RULE_CODE = r"^[A-Z][A-Z0-9_-]{1,30}$"
+GSS_CODE = r"^S12\d{6}$"
+
+
+class Strict(BaseModel):
+    """Base for every spec block: extra keys are errors, so misspelt fields are caught."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, frozen=True)
+
+
+class Status(str, Enum):
+    proposed = "proposed"
+    approved = "approved"
+    retired = "retired"
+
+
+class Governance(Strict):
+    """Why the return exists and who answers for it (the seeds' 'governance arrangements')."""
+
+    purpose: str = Field(min_length=10, description="What the data is used for, in plain words.")
+    legal_basis: str = Field(
+        min_length=3, description="Statute, regulation or mandate under which the data is collected."
+    )
+    requester: str = Field(min_length=2, description="The body that asks for the return.")
+    owner: str = Field(min_length=2, description="Who owns the spec and answers councils' questions.")
+    contact_email: str = Field(
+        pattern=r"^[^@\s]+@[^@\s]+\.[a-z]{2,}$", description="Where councils send questions."
+    )
+    review_date: dt.date = Field(description="When the return's relevance must next be reviewed.")
+    status: Status = Field(description="Only approved specs become DAGs.")
+
+
+class Frequency(str, Enum):
+    annual = "annual"
+    quarterly = "quarterly"
+    monthly = "monthly"
+
+
+class Opening(Strict):
+    """When a period's collection opens, relative to the end of the period it covers."""
+
+    months_after_period_end: int = Field(
+        0, ge=0, le=11, description="0 = the month straight after the period ends."
+    )
+    day: int = Field(1, ge=1, le=28, description="Day of that month (1-28, valid in every month).")
+    time: str = Field("09:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$", description="HH:MM, Europe/London.")
+
+
+class Collection(Strict):
+    """The collection window of every period, in Europe/London."""
+
+    frequency: Frequency
+    year_starts: str = Field(
+        "04-01",
+        pattern=r"^(0[1-9]|1[0-2])-01$",
+        description="MM-01: first month of the reporting year (CLAS: 08-01; financial: 04-01).",
+    )
+    opens: Opening = Field(default_factory=Opening)
+    due_days_after_opening: int = Field(ge=1, description="Days from opening to the due date.")
+    closes_days_after_opening: int = Field(
+        ge=1, description="Days from opening to the close; late files are accepted until then."
+    )
+    poll_interval_minutes: int = Field(15, ge=1, le=1440, description="How often council folders are checked.")
+    max_active_periods: int = Field(
+        3, ge=1, le=24, description="How many periods may be open at once (overlapping collections)."
+    )
+
+    @model_validator(mode="after")
+    def _due_inside_window(self) -> "Collection":
+        if self.due_days_after_opening > self.closes_days_after_opening:
+            raise ValueError(
+                f"the due date ({self.due_days_after_opening} days after opening) falls after the "
+                f"collection closes ({self.closes_days_after_opening} days after opening): "
+                "the due date must be inside the collection window"
+            )
+        return self
+
+
+class ItemType(str, Enum):
+    string = "string"
+    integer = "integer"
+    decimal = "decimal"
+    date = "date"
+    boolean = "boolean"
+    code = "code"
+
+
+class Code(Strict):
+    code: str = Field(min_length=1, max_length=40)
+    label: str = Field(min_length=1)
+
+
+class ItemFields(Strict):
+    """Fields shared by spec items and data dictionary entries."""
+
+    wording: str | None = Field(None, description="The question as councils see it (template header alias).")
+    guidance: str | None = Field(None, description="How to answer, shown on the template's guidance sheet.")
+    type: ItemType | None = None
+    required: bool | None = None
+    codes: list[Code] | None = Field(None, description="Allowed codes, inline.")
+    code_list: str | None = Field(
+        None, description="Name of a shared code list in the data dictionary, or 'councils'."
+    )
+    minimum: float | None = None
+    maximum: float | None = None
+    min_date: dt.date | None = None
+    max_date: dt.date | None = None
+    max_length: int | None = Field(None, ge=1)
+    pattern: str | None = Field(None, description="Regular expression the whole value must match.")
+    unit: str | None = None
+    personal_data: bool | None = Field(None, description="True if the item identifies or describes a person.")
+
+    @field_validator("pattern")
+    @classmethod
+    def _pattern_compiles(cls, v: str | None) -> str | None:
+        if v is not None:
+            try:
+                re.compile(v)
+            except re.error as exc:
+                raise ValueError(f"pattern is not a valid regular expression: {exc}") from None
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "ItemFields":
+        if self.minimum is not None and self.maximum is not None and self.minimum > self.maximum:
+            raise ValueError(f"minimum ({self.minimum:g}) is greater than maximum ({self.maximum:g})")
+        if self.min_date and self.max_date and self.min_date > self.max_date:
+            raise ValueError("min_date is after max_date")
+        if self.codes is not None and self.code_list is not None:
+            raise ValueError("give either codes or code_list, not both")
+        if self.codes is not None:
+            seen: set[str] = set()
+            for c in self.codes:
+                if c.code in seen:
+                    raise ValueError(f"code {c.code!r} is listed twice")
+                seen.add(c.code)
+        if self.type is not None and self.type != ItemType.code and (self.codes or self.code_list):
+            raise ValueError(f"codes are only allowed on items of type code, not {self.type.value}")
+        return self
+
+
+class DictionaryItem(ItemFields):
+    """An entry of the shared data dictionary: must be fully typed."""
+
+    wording: str
+    type: ItemType
+
+
+class Item(ItemFields):
+    """A data item of a return. ``ref`` borrows a shared dictionary entry; fields given here override it."""
+
+    name: str = Field(pattern=ITEM_NAME, description="Column name: lowercase letters, digits, underscores.")
+    ref: str | None = Field(None, description="Name of a shared data dictionary item this item reuses.")
+
+
+class ResolvedItem(Strict):
+    """An item after its dictionary reference is applied: every field the platform needs is known."""
+
+    name: str
+    ref: str | None
+    wording: str
+    guidance: str
+    type: ItemType
+    required: bool
+    codes: list[Code] | None
+    minimum: float | None
+    maximum: float | None
+    min_date: dt.date | None
+    max_date: dt.date | None
+    max_length: int | None
+    pattern: str | None
+    unit: str | None
+    personal_data: bool
+
+
+class Severity(str, Enum):
+    error = "error"
+    query = "query"
+
+
+class Rule(Strict):
+    """A cross-item rule. ``expression`` is SQL that is true for a valid row."""
+
+    code: str = Field(pattern=RULE_CODE, description="Stable code councils quote, e.g. CLAS-E012.")
+    severity: Severity
+    message: str = Field(min_length=5, description="What is wrong and how to fix it, for a council officer.")
+    items: list[str] = Field(min_length=1, description="The data items the rule touches (traceability).")
+    expression: str = Field(min_length=1, description="SQL boolean over item names; true means the row passes.")
+
+
+class Plausibility(Strict):
+    """Year-on-year checks against the council's previous accepted period (raise queries)."""
+
+    row_count_tolerance_pct: float | None = Field(None, gt=0)
+    totals: list["TotalTolerance"] = Field(default_factory=list)
+
+
+class TotalTolerance(Strict):
+    item: str
+    tolerance_pct: float = Field(gt=0)
+
+
+class Reminder(Strict):
+    """One reminder: the opening notice, or a number of days from the due date (negative = before)."""
+
+    at: Literal["opening"] | None = None
+    days_from_due: int | None = Field(None, ge=-90, le=90)
+    escalate: bool = Field(False, description="Also send to each council's senior contact.")
+
+    @model_validator(mode="after")
+    def _one_anchor(self) -> "Reminder":
+        if (self.at is None) == (self.days_from_due is None):
+            raise ValueError("a reminder needs exactly one of 'at: opening' or 'days_from_due'")
+        return self
+
+    @property
+    def kind(self) -> str:
+        """Stable name used in task ids (``remind_<kind>``) and the sent-reminder ledger."""
+        if self.at == "opening":
+            return "opening"
+        d = self.days_from_due or 0
+        if d == 0:
+            return "due_day"
+        return f"due_{'minus' if d < 0 else 'plus'}_{abs(d)}"
+
+
+class LocalDestination(Strict):
+    type: Literal["local"]
+    path: str = Field(min_length=1, description="Folder, relative to LGDP_DELIVERY_DIR.")
+
+
+class WasbDestination(Strict):
+    type: Literal["wasb"]
+    conn_id: str = Field(min_length=1, description="Airflow connection (wasb) holding the credentials.")
+    container: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$", description="Blob container name.")
+    prefix: str = ""
+
+
+class Suppression(Strict):
+    threshold: int = Field(ge=1, description="Counts below this are suppressed.")
+    items: list[str] = Field(min_length=1, description="Count items to which suppression applies.")
+
+
+class Distribution(Strict):
+    """What one requester receives."""
+
+    requester: str = Field(pattern=SLUG)
+    name: str
+    contact_email: str = Field(pattern=r"^[^@\s]+@[^@\s]+\.[a-z]{2,}$")
+    destination: Annotated[LocalDestination | WasbDestination, Field(discriminator="type")]
+    formats: list[Literal["csv", "xlsx", "parquet", "xml"]] = Field(min_length=1)
+    columns: list[str] = Field(min_length=1, description="Items the requester is entitled to receive.")
+    pseudonymise: list[str] = Field(default_factory=list, description="Identifiers replaced by a keyed HMAC.")
+    pseudonym_key_conn_id: str | None = Field(
+        None, description="Airflow connection whose password is the requester's HMAC key."
+    )
+    suppression: Suppression | None = None
+
+    @model_validator(mode="after")
+    def _key_when_pseudonymising(self) -> "Distribution":
+        if self.pseudonymise and not self.pseudonym_key_conn_id:
+            raise ValueError("pseudonymise needs pseudonym_key_conn_id (the connection holding the key)")
+        return self
+
+
+class ReturnSpec(Strict):
+    """One statutory data return."""
+
+    id: str = Field(pattern=SLUG, description="Lowercase slug, used in the DAG id return_<id>.")
+    title: str = Field(min_length=3)
+    version: int = Field(ge=1, description="Bump when items or rules change.")
+    governance: Governance
+    collection: Collection
+    providers: Literal["all"] | list[Annotated[str, Field(pattern=GSS_CODE)]] = Field(
+        description="'all' for the 32 councils, or a list of GSS codes."
+    )
+    formats: list[Literal["xlsx", "csv", "xml"]] = Field(min_length=1)
+    dataset: str = Field(pattern=ITEM_NAME, description="Name of the table (sheet, XML record) councils fill in.")
+    items: list[Item] = Field(min_length=1)
+    keys: list[str] = Field(default_factory=list, description="Items that together identify a row.")
+    rules: list[Rule] = Field(default_factory=list)
+    plausibility: Plausibility | None = None
+    reminders: list[Reminder] = Field(default_factory=list)
+    distribution: list[Distribution] = Field(default_factory=list)
+
+
+class Council(Strict):
+    code: str = Field(pattern=GSS_CODE)
+    name: str
+
+
+class Contact(Strict):
+    name: str
+    email: str = Field(pattern=r"^[^@\s]+@[^@\s]+\.[a-z]{2,}$")
+    role: Literal["returns", "senior"] = "returns"
+
+
+class CouncilContacts(Strict):
+    council: str = Field(pattern=GSS_CODE)
+    contacts: list[Contact] = Field(min_length=1)
+
+
+class Dictionary(Strict):
+    """The shared data dictionary: items and code lists reused across returns."""
+
+    code_lists: dict[str, list[Code]] = Field(default_factory=dict)
+    items: dict[str, DictionaryItem] = Field(default_factory=dict)
+
+
+Plausibility.model_rebuild()
