@@ -1,0 +1,163 @@
+"""``lgdp dev ...``: run the platform on one machine for the demo and the tests.
+
+``lgdp dev demo`` is what ``make demo`` runs: it finds or starts a PostgreSQL, migrates the
+ledger's and Airflow's schemas, and runs ``airflow standalone`` on the project's dags/ and
+plugins/. Everything it creates lives under ``.lgdp/`` (or ``LGDP_STATE_DIR``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from lgdp.specs.load import REPO_ROOT
+
+
+def state_dir() -> Path:
+    return Path(os.environ.get("LGDP_STATE_DIR") or REPO_ROOT / ".lgdp").resolve()
+
+
+def airflow_env(db_url: str, airflow_url: str, airflow_home: Path, port: int = 8080) -> dict[str, str]:
+    """Environment for every Airflow process of the local deployment."""
+    env = dict(os.environ)
+    env.update(
+        {
+            "LGDP_DATABASE_URL": db_url,
+            "AIRFLOW_HOME": str(airflow_home),
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": airflow_url,
+            "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "dags"),
+            "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO_ROOT / "plugins"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+            "AIRFLOW__API__PORT": str(port),
+            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
+            "SODA_CORE_TELEMETRY_ENABLED": "false",
+        }
+    )
+    return env
+
+
+def _bin(name: str) -> str:
+    return str(Path(sys.executable).with_name(name))
+
+
+def prepare(port: int = 8080) -> tuple[dict[str, str], object]:
+    """Database up and both schemas migrated; returns the environment and the server handle."""
+    from lgdp.devdb import ensure_database
+    from lgdp.ledger import db as ledger
+
+    state = state_dir()
+    state.mkdir(parents=True, exist_ok=True)
+    print(f"[lgdp] state folder: {state}", flush=True)
+    database = ensure_database(state)
+    where = "embedded PostgreSQL" if database.server else "LGDP_DATABASE_URL"
+    print(f"[lgdp] database: {where}", flush=True)
+    ledger.upgrade(url=database.url)
+    print("[lgdp] ledger schema migrated", flush=True)
+    env = airflow_env(database.url, database.airflow_url, state / "airflow", port)
+    subprocess.run([_bin("airflow"), "db", "migrate"], env=env, check=True, stdout=subprocess.DEVNULL)
+    print("[lgdp] Airflow metadata migrated", flush=True)
+    return env, database.server
+
+
+def wait_healthy(port: int, timeout: float = 180) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v2/monitor/health", timeout=5) as r:
+                body = json.load(r)
+            if all(body.get(k, {}).get("status") == "healthy" for k in ("metadatabase", "scheduler")):
+                return True
+        except Exception:  # noqa: BLE001 - not up yet
+            pass
+        time.sleep(2)
+    return False
+
+
+def stop(proc: subprocess.Popen) -> None:
+    """Stop ``airflow standalone`` cleanly: its direct children first, then it."""
+    try:
+        import psutil
+
+        children = psutil.Process(proc.pid).children()
+        for c in children:
+            c.terminate()
+        psutil.wait_procs(children, timeout=30)
+    except Exception:  # noqa: BLE001 - already gone
+        pass
+    proc.terminate()
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def _demo(args: argparse.Namespace) -> int:
+    env, server = prepare(args.port)
+    airflow_home = Path(env["AIRFLOW_HOME"])
+    proc = subprocess.Popen([_bin("airflow"), "standalone"], env=env, stdout=subprocess.DEVNULL if args.quiet else None)
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    try:
+        if not wait_healthy(args.port, args.timeout):
+            print("[lgdp] Airflow did not become healthy; see the output above", file=sys.stderr)
+            return 1
+        pw = airflow_home / "simple_auth_manager_passwords.json.generated"
+        print(
+            f"\n[lgdp] Airflow is up: http://localhost:{args.port}\n"
+            f"[lgdp] log in as admin; the password is in {pw}\n"
+            f"[lgdp] every approved return in return_specs/ is a DAG named return_<id>; Ctrl-C stops everything.\n",
+            flush=True,
+        )
+        if args.smoke:
+            return 0 if _smoke(env) else 1
+        proc.wait()
+        return proc.returncode or 0
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        stop(proc)
+        del server
+
+
+def _smoke(env: dict[str, str]) -> bool:
+    """Wait until every approved return's DAG is serialized, as the UI would list it."""
+    from lgdp.specs.load import load_register
+
+    expected = {s.dag_id for s in load_register().approved()}
+    deadline = time.monotonic() + 120
+    seen: set[str] = set()
+    while time.monotonic() < deadline:
+        out = subprocess.run(
+            [_bin("airflow"), "dags", "list", "--output", "json"], env=env, capture_output=True, text=True
+        )
+        if out.returncode == 0:
+            try:
+                seen = {d["dag_id"] for d in json.loads(out.stdout)}
+            except ValueError:
+                seen = set()
+            if expected <= seen:
+                print(f"[lgdp] smoke: all {len(expected)} return DAGs are listed", flush=True)
+                return True
+        time.sleep(3)
+    print(f"[lgdp] smoke: missing DAGs {sorted(expected - seen)}", file=sys.stderr)
+    return False
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # noqa: SLF001 - argparse's own type
+    dev = sub.add_parser("dev", help="run the platform locally (demo, tests)").add_subparsers(
+        dest="dev_command", required=True
+    )
+    demo = dev.add_parser("demo", help="database, migrations and airflow standalone on this machine")
+    demo.add_argument("--port", type=int, default=int(os.environ.get("LGDP_DEMO_PORT", "8080")))
+    demo.add_argument("--timeout", type=float, default=240)
+    demo.add_argument("--smoke", action="store_true", help="start, check every return DAG is listed, stop")
+    demo.add_argument("--quiet", action="store_true", help="hide Airflow's own output")
+    demo.set_defaults(func=_demo)

@@ -1,0 +1,1 @@
+"""The ledger: the platform's own PostgreSQL schema (models, migrations, queries)."""

@@ -1,0 +1,153 @@
+"""The platform's ledger: SQLAlchemy 2 models in the PostgreSQL schema ``lgdp``.
+
+The ledger is the platform's memory of every return, period and council submission. It lives
+in its own schema so it can share a database with Airflow's metadata without collisions, and it
+is changed only through Alembic migrations (``lgdp db upgrade``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Date,
+    DateTime,
+    Enum,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+SCHEMA = "lgdp"
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(
+        schema=SCHEMA,
+        naming_convention={
+            "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+            "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+            "ck": "ck_%(table_name)s_%(constraint_name)s",
+            "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+            "pk": "pk_%(table_name)s",
+        },
+    )
+    type_annotation_map = {dict[str, Any]: JSON().with_variant(JSONB(), "postgresql")}
+
+
+class SubmissionStatus(str, enum.Enum):
+    """A council's progress on one period of one return.
+
+    ``expected``: the period is open and nothing has arrived; ``received``/``processing``: a file
+    is in; ``rejected``: errors to fix; ``queries``: queries awaiting explanation; ``accepted``:
+    done; ``not_received``: the collection closed without an accepted submission.
+    """
+
+    expected = "expected"
+    received = "received"
+    processing = "processing"
+    rejected = "rejected"
+    queries = "queries"
+    accepted = "accepted"
+    not_received = "not_received"
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+class Council(Base):
+    __tablename__ = "councils"
+
+    code: Mapped[str] = mapped_column(String(9), primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+
+
+class Return(Base):
+    """The register of returns, refreshed from the specs."""
+
+    __tablename__ = "returns"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    title: Mapped[str] = mapped_column(Text)
+    version: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(20))
+    frequency: Mapped[str] = mapped_column(String(20))
+    requester: Mapped[str] = mapped_column(Text)
+    owner: Mapped[str] = mapped_column(Text)
+    purpose: Mapped[str] = mapped_column(Text)
+    legal_basis: Mapped[str] = mapped_column(Text)
+    review_date: Mapped[dt.date] = mapped_column(Date)
+    spec_path: Mapped[str] = mapped_column(Text)
+    spec_sha256: Mapped[str] = mapped_column(String(64))
+    spec: Mapped[dict[str, Any]]
+    registered_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
+
+    items: Mapped[list["ReturnItem"]] = relationship(back_populates="return_", cascade="all, delete-orphan")
+
+
+class ReturnItem(Base):
+    """Each data item of each return; ``dictionary_ref`` shows items collected by several returns."""
+
+    __tablename__ = "return_items"
+
+    return_id: Mapped[str] = mapped_column(ForeignKey("returns.id", ondelete="CASCADE"), primary_key=True)
+    name: Mapped[str] = mapped_column(String(63), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer)
+    dictionary_ref: Mapped[str | None] = mapped_column(String(63), index=True)
+    wording: Mapped[str] = mapped_column(Text)
+    type: Mapped[str] = mapped_column(String(20))
+    required: Mapped[bool] = mapped_column(Boolean)
+    personal_data: Mapped[bool] = mapped_column(Boolean)
+
+    return_: Mapped[Return] = relationship(back_populates="items")
+
+
+class CollectionPeriod(Base):
+    __tablename__ = "collection_periods"
+    __table_args__ = (UniqueConstraint("return_id", "period"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    return_id: Mapped[str] = mapped_column(ForeignKey("returns.id"))
+    period: Mapped[str] = mapped_column(String(20))
+    starts_on: Mapped[dt.date] = mapped_column(Date)
+    ends_on: Mapped[dt.date] = mapped_column(Date)
+    opens_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    due_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    closes_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    spec_version: Mapped[int] = mapped_column(Integer)
+    opened_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
+
+    submissions: Mapped[list["ExpectedSubmission"]] = relationship(back_populates="period")
+
+
+class ExpectedSubmission(Base):
+    """One council's submission for one period; its status is the council's progress."""
+
+    __tablename__ = "expected_submissions"
+    __table_args__ = (UniqueConstraint("period_id", "council_code"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    period_id: Mapped[int] = mapped_column(ForeignKey("collection_periods.id", ondelete="CASCADE"), index=True)
+    council_code: Mapped[str] = mapped_column(ForeignKey("councils.code"))
+    status: Mapped[SubmissionStatus] = mapped_column(
+        Enum(SubmissionStatus, name="submission_status", schema=SCHEMA, values_callable=lambda e: [m.value for m in e]),
+        default=SubmissionStatus.expected,
+    )
+    status_changed_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    first_received_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    accepted_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    period: Mapped[CollectionPeriod] = relationship(back_populates="submissions")

@@ -1,0 +1,77 @@
+"""The DAG factory: every approved spec is a DAG, parsing is cheap, a broken spec hides nothing."""
+
+import shutil
+from pathlib import Path
+
+import pytest
+from airflow.dag_processing.dagbag import DagBag
+
+from lgdp.periods import opening_cron
+from lgdp.specs.load import load_register
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def bag() -> DagBag:
+    return DagBag(dag_folder=str(ROOT / "dags"))
+
+
+def test_every_approved_spec_parses_into_a_dag_with_no_import_errors(bag):
+    assert bag.import_errors == {}
+    register = load_register()
+    assert register.errors == {}
+    expected = {s.dag_id for s in register.approved()}
+    assert len(expected) >= 4
+    assert set(bag.dag_ids) == expected
+
+
+def test_dag_shape_follows_the_spec(bag):
+    for loaded in load_register().approved():
+        dag = bag.dags[loaded.dag_id]
+        spec = loaded.spec
+        assert dag.task_ids == ["open_collection"]
+        assert spec.governance.purpose in dag.doc_md
+        assert {spec.governance.requester[:100], spec.collection.frequency.value} <= set(dag.tags)
+        assert dag.timetable.expression == opening_cron(spec.collection)
+        assert dag.max_active_runs == spec.collection.max_active_periods
+        assert dag.catchup is False
+
+
+def _specs_copy(tmp_path: Path) -> Path:
+    dest = tmp_path / "specs"
+    shutil.copytree(ROOT / "return_specs" / "shared", dest / "shared")
+    shutil.copy(ROOT / "return_specs" / "clas.yaml", dest / "clas.yaml")
+    return dest
+
+
+def test_broken_spec_is_an_import_error_naming_the_file_and_others_still_load(tmp_path, monkeypatch):
+    specs = _specs_copy(tmp_path)
+    broken = (ROOT / "return_specs" / "clas.yaml").read_text().replace("id: clas", "id: clas_broken")
+    broken = broken.replace("  status: approved", "  status: aproved")
+    (specs / "clas_broken.yaml").write_text(broken)
+    monkeypatch.setenv("LGDP_SPECS_DIR", str(specs))
+    bag = DagBag(dag_folder=str(ROOT / "dags"))
+    assert bag.dag_ids == ["return_clas"]
+    [(path, message)] = bag.import_errors.items()
+    assert path.endswith("return_spec_problems.py")
+    assert "clas_broken.yaml" in message and "governance.status" in message and "'aproved'" in message
+
+
+def test_proposed_and_retired_specs_do_not_become_dags(tmp_path, monkeypatch):
+    specs = _specs_copy(tmp_path)
+    for status in ("proposed", "retired"):
+        text = (ROOT / "return_specs" / "clas.yaml").read_text()
+        text = text.replace("id: clas", f"id: clas_{status}").replace("status: approved", f"status: {status}")
+        (specs / f"clas_{status}.yaml").write_text(text)
+    monkeypatch.setenv("LGDP_SPECS_DIR", str(specs))
+    bag = DagBag(dag_folder=str(ROOT / "dags"))
+    assert bag.import_errors == {}
+    assert bag.dag_ids == ["return_clas"]
+
+
+def test_parsing_touches_no_database(tmp_path, monkeypatch):
+    """With the ledger unreachable the DAG folder still parses: no DB access at import time."""
+    monkeypatch.setenv("LGDP_DATABASE_URL", "postgresql://nobody@127.0.0.1:1/nothing")
+    bag = DagBag(dag_folder=str(ROOT / "dags"))
+    assert bag.import_errors == {} and bag.dag_ids
