@@ -44,6 +44,8 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
+    if "airflow.settings" in sys.modules:  # close Airflow's pool before its server goes away
+        sys.modules["airflow.settings"].dispose_orm()
     server = _STATE.pop("server", None)
     if server is not None:
         server.cleanup()  # type: ignore[attr-defined]

@@ -25,9 +25,15 @@ def resolve_period(loaded: LoadedSpec, label: str | None, run_after: dt.datetime
 
 
 def run_period(context: Any, loaded: LoadedSpec, label: str | None) -> Period:
+    """The run's period; a label that is not a period of this return fails at once (no retries)."""
+    from airflow.sdk.exceptions import AirflowFailException
+
     dag_run = context["dag_run"]
     when = getattr(dag_run, "logical_date", None) or getattr(dag_run, "run_after", None)
-    return resolve_period(loaded, label, when)
+    try:
+        return resolve_period(loaded, label, when)
+    except ValueError as exc:
+        raise AirflowFailException(f"period: {exc}") from None
 
 
 class OpenCollectionOperator(BaseOperator):
