@@ -8,15 +8,17 @@ known, a council code is real) and turns every problem into one line a return ow
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import os
 import re
+import types
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Annotated, Any, Iterable, Union, get_args, get_origin
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from lgdp.specs.model import (
     Code,
@@ -141,60 +143,268 @@ def _dotted(path: Iterable[Any]) -> str:
     return ".".join(str(p) for p in path)
 
 
-_FRIENDLY = {
-    "missing": "required field is missing",
-    "extra_forbidden": "unknown field: it is not part of a return spec (check the spelling)",
-    "date_from_datetime_parsing": "must be a date written YYYY-MM-DD",
-    "date_parsing": "must be a date written YYYY-MM-DD",
-    "date_type": "must be a date written YYYY-MM-DD",
-}
 _PATTERN_WORDS = {
     r"^[a-z][a-z0-9_]{1,39}$": "must be a lowercase slug (letters, digits, underscores; starting with a letter)",
     r"^[a-z][a-z0-9_]{0,62}$": "must be a lowercase name (letters, digits, underscores; starting with a letter)",
     r"^[A-Z][A-Z0-9_-]{1,30}$": "must be an upper-case code such as CLAS-E001",
     r"^S12\d{6}$": "must be a council GSS code such as S12000036",
+    r"^[^@\s]+@[^@\s]+\.[a-z]{2,}$": "must be an email address such as returns@example.org",
+    r"^([01]\d|2[0-3]):[0-5]\d$": "must be a time written HH:MM, such as 09:00",
+    r"^(0[1-9]|1[0-2])-01$": "must be the first day of a month written MM-01, such as \"04-01\" (in quotes)",
+    r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$": "must be a storage container name (lowercase letters, digits and hyphens)",
 }
+_DATE_LIKE = re.compile(r"^\d{4}-\d{1,2}-\d{1,2}$")
+# Pydantic's location of an error includes the branch of a union it tried ("str",
+# "list[constrained-str]", "literal['all']", "local"): words that are never in the file.
+_TYPE_TAGS = frozenset({"str", "int", "float", "bool", "list", "dict", "date", "none", "function-after"})
+_NOT_A_FIELD_NAME = re.compile(r"[^a-z0-9_]")
+# Model-level checks raise plain ValueErrors; point them at the field the owner must change.
+_VALUE_ERROR_FIELDS = (
+    ("the due date", "due_days_after_opening"),
+    ("minimum (", "minimum"),
+    ("min_date is after", "min_date"),
+    ("give either codes or code_list", "code_list"),
+    ("codes are only allowed", "codes"),
+    ("codes are only allowed", "code_list"),
+    ("pseudonymise needs", "pseudonymise"),
+)
 
 
-def _pydantic_problems(exc: ValidationError, doc: YamlDoc, name: str) -> list[SpecProblem]:
-    out = []
-    for err in exc.errors():
-        path = _data_path(doc.data, err["loc"])
-        kind = err["type"]
-        if kind == "string_pattern_mismatch":
-            pattern = (err.get("ctx") or {}).get("pattern", "")
-            words = _PATTERN_WORDS.get(pattern, f"does not have the expected form ({pattern})")
-            msg = f"{err.get('input')!r} {words}"
-        elif kind in ("literal_error", "enum"):
-            msg = f"{err.get('input')!r} is not allowed: {err['msg'].replace('Input should be', 'use')}"
-        elif kind == "value_error":
-            msg = err["msg"].removeprefix("Value error, ")
+def _entries(n: Any) -> str:
+    return f"{n} entry" if n == 1 else f"{n} entries"
+
+
+def _friendly(err: dict[str, Any]) -> str:
+    """One pydantic error in words a return owner understands."""
+    kind = err["type"]
+    ctx = err.get("ctx") or {}
+    value = err.get("input")
+    shown = repr(value) if isinstance(value, (str, int, float, bool)) else "this"
+    if kind == "missing":
+        return "required field is missing"
+    if kind == "string_pattern_mismatch":
+        pattern = ctx.get("pattern", "")
+        return f"{shown} " + _PATTERN_WORDS.get(pattern, f"does not have the expected form ({pattern})")
+    if kind in ("literal_error", "enum"):
+        return f"{shown} is not allowed: " + err["msg"].replace("Input should be", "use")
+    if kind == "union_tag_invalid":
+        return f"{ctx.get('tag')!r} is not allowed: use " + str(ctx.get("expected_tags", "")).replace(", '", " or '")
+    if kind == "union_tag_not_found":
+        return "required field is missing (it says which kind this is)"
+    if kind == "value_error":
+        return err["msg"].removeprefix("Value error, ")
+    if kind in ("int_parsing", "int_type", "int_from_float"):
+        return f"{shown} must be a whole number"
+    if kind in ("float_parsing", "float_type", "decimal_parsing", "decimal_type"):
+        return f"{shown} must be a number"
+    if kind in ("bool_parsing", "bool_type"):
+        return f"{shown} must be true or false"
+    if kind in ("string_type",):
+        return f"{shown} must be text (put it in quotes)" if value is not None else "must be text, not empty"
+    if kind in ("date_parsing", "date_from_datetime_parsing", "date_from_datetime_inexact", "date_type"):
+        if isinstance(value, str) and _DATE_LIKE.match(value.strip()):
+            return f"{shown} is not a real date"
+        return f"{shown} must be a date written YYYY-MM-DD" if value is not None else "must be a date written YYYY-MM-DD"
+    if kind == "list_type":
+        return "must be a list: one entry per line starting with '- ', or [a, b] on one line"
+    if kind in ("model_type", "model_attributes_type", "dict_type"):
+        return "must be a block of fields (name: value lines indented below it), not a single value"
+    if kind == "too_short":
+        return f"must list at least {_entries(ctx.get('min_length', 1))}"
+    if kind == "too_long":
+        return f"must list at most {_entries(ctx.get('max_length', 1))}"
+    if kind == "string_too_short":
+        return "must not be empty" if ctx.get("min_length") == 1 else f"is too short: write at least {ctx.get('min_length')} characters"
+    if kind == "string_too_long":
+        return f"is too long: at most {ctx.get('max_length')} characters"
+    if kind == "greater_than_equal":
+        return f"{shown} is too small: it must be {ctx.get('ge')} or more"
+    if kind == "less_than_equal":
+        return f"{shown} is too large: it must be {ctx.get('le')} or less"
+    if kind == "greater_than":
+        return f"{shown} is too small: it must be more than {ctx.get('gt')}"
+    if kind == "less_than":
+        return f"{shown} is too large: it must be less than {ctx.get('lt')}"
+    return err["msg"]
+
+
+def _is_tag(part: Any, cur: Any) -> bool:
+    """Is ``part`` a union branch pydantic added to the location, rather than a key of the file?"""
+    if not isinstance(part, str):
+        return False
+    if isinstance(cur, dict) and part in cur:
+        return False
+    if isinstance(cur, dict) and cur.get("type") == part:
+        return True  # the branch of a discriminated union (destination type: local)
+    return part in _TYPE_TAGS or bool(_NOT_A_FIELD_NAME.search(part))
+
+
+def _split_loc(data: Any, loc: tuple[Any, ...]) -> tuple[tuple[Any, ...], str | None, tuple[Any, ...]]:
+    """(path in the file, union branch or None, raw location up to the branch)."""
+    path: list[Any] = []
+    cur = data
+    tag = None
+    raw_prefix: tuple[Any, ...] = ()
+    for i, part in enumerate(loc):
+        if _is_tag(part, cur):
+            if tag is None:
+                tag, raw_prefix = part, loc[:i]
+            continue
+        path.append(part)
+        if isinstance(cur, dict) and part in cur:
+            cur = cur[part]
+        elif isinstance(cur, list) and isinstance(part, int) and 0 <= part < len(cur):
+            cur = cur[part]
         else:
-            msg = _FRIENDLY.get(kind, err["msg"])
+            cur = None
+    return tuple(path), tag, raw_prefix
+
+
+def _data_path(data: Any, loc: tuple[Any, ...]) -> tuple[Any, ...]:
+    """Map a pydantic location onto the YAML data, dropping union branches that are not in the file."""
+    return _split_loc(data, loc)[0]
+
+
+def _value_at(data: Any, path: Iterable[Any]) -> Any:
+    cur = data
+    for part in path:
+        if isinstance(cur, dict) and part in cur:
+            cur = cur[part]
+        elif isinstance(cur, list) and isinstance(part, int) and 0 <= part < len(cur):
+            cur = cur[part]
+        else:
+            return None
+    return cur
+
+
+def _branch_fits(tag: str, value: Any) -> bool:
+    """Could the value written in the file be meant for this branch of a union?"""
+    if tag.startswith(("list", "tuple", "set")):
+        return isinstance(value, list)
+    if tag.startswith("dict"):
+        return isinstance(value, dict)
+    if tag.startswith(("literal", "str", "int", "float", "bool", "date", "enum")):
+        return not isinstance(value, (list, dict))
+    return True
+
+
+def _drop_other_branches(errors: list[dict[str, Any]], data: Any) -> tuple[list[dict[str, Any]], set[int]]:
+    """A value that fails a union fails every branch; report only the branch the owner meant
+    (``providers: [S12000036, E06000001]`` is a list, so not the ``'all'`` branch). Also returns
+    the errors kept where a list would have been accepted instead."""
+    groups: dict[tuple[Any, ...], list[tuple[str, dict[str, Any]]]] = {}
+    for err in errors:
+        _, tag, prefix = _split_loc(data, err["loc"])
+        if tag is not None and not (isinstance(_value_at(data, prefix), dict) and _value_at(data, prefix).get("type") == tag):
+            groups.setdefault(prefix, []).append((tag, err))
+    dropped: set[int] = set()
+    list_also: set[int] = set()
+    for prefix, members in groups.items():
+        value = _value_at(data, prefix)
+        fitting = {tag for tag, _ in members if _branch_fits(tag, value)}
+        keep = fitting or {members[0][0]}
+        if len(keep) > 1:
+            keep = {next(tag for tag, _ in members if tag in keep)}
+        dropped |= {id(err) for tag, err in members if tag not in keep}
+        if any(tag.startswith("list") and tag not in keep for tag, _ in members):
+            list_also |= {id(err) for tag, err in members if tag in keep}
+    return [err for err in errors if id(err) not in dropped], list_also
+
+
+def _flatten_type(t: Any) -> list[Any]:
+    origin = get_origin(t)
+    if origin is Annotated:
+        return _flatten_type(get_args(t)[0])
+    if origin in (Union, types.UnionType):
+        return [u for a in get_args(t) for u in _flatten_type(a)]
+    return [t]
+
+
+def _fields_at(model: type[BaseModel] | None, raw_loc: tuple[Any, ...]) -> set[str]:
+    """Field names allowed at a (pydantic) location of ``model``; empty if it cannot tell."""
+    if model is None:
+        return set()
+    current: list[Any] = [model]
+    for part in raw_loc:
+        nxt: list[Any] = []
+        for t in current:
+            for u in _flatten_type(t):
+                if isinstance(u, type) and issubclass(u, BaseModel):
+                    if isinstance(part, str) and part in u.model_fields:
+                        nxt.append(u.model_fields[part].annotation)
+                elif get_origin(u) is list and isinstance(part, int):
+                    nxt.append(get_args(u)[0])
+                elif get_origin(u) is dict and isinstance(part, str):
+                    nxt.append(get_args(u)[1])
+        if nxt:
+            current = nxt  # else: a union branch, the types stay the same
+    return {
+        name
+        for t in current
+        for u in _flatten_type(t)
+        if isinstance(u, type) and issubclass(u, BaseModel)
+        for name in u.model_fields
+    }
+
+
+def _pydantic_problems(
+    exc: ValidationError, doc: YamlDoc, name: str, model: type[BaseModel] | None = None
+) -> list[SpecProblem]:
+    errors, list_also = _drop_other_branches(list(exc.errors()), doc.data)
+    # A misspelt field is both unknown (the typo) and missing (the real name): say it once.
+    missing = {(_data_path(doc.data, e["loc"])[:-1], e["loc"][-1]) for e in errors if e["type"] == "missing"}
+    suggested: set[tuple[tuple[Any, ...], Any]] = set()
+    messages: dict[int, str] = {}
+    for err in errors:
+        if err["type"] != "extra_forbidden":
+            continue
+        path = _data_path(doc.data, err["loc"])
+        parent, key = path[:-1], path[-1]
+        allowed = _fields_at(model, tuple(err["loc"][:-1])) | {m for p, m in missing if p == parent}
+        block = _value_at(doc.data, parent)
+        unused = allowed - set(block) if isinstance(block, dict) else allowed
+        close = difflib.get_close_matches(str(key), sorted(unused), n=1, cutoff=0.6)
+        if close:
+            messages[id(err)] = f"unknown field: did you mean {close[0]!r}?"
+            suggested.add((parent, close[0]))
+        elif allowed:
+            messages[id(err)] = "unknown field (check the spelling); the fields allowed here are: " + ", ".join(sorted(allowed))
+        else:
+            messages[id(err)] = "unknown field: it is not part of a return spec (check the spelling)"
+    out = []
+    for err in errors:
+        path = _data_path(doc.data, err["loc"])
+        if err["type"] == "missing" and (path[:-1], path[-1]) in suggested:
+            continue
+        msg = messages.get(id(err)) or _friendly(err)
+        if id(err) in list_also:
+            msg += ", or give a list"
+        if err["type"] in ("union_tag_invalid", "union_tag_not_found"):
+            path = (*path, str((err.get("ctx") or {}).get("discriminator", "type")).strip("'"))
+        elif err["type"] == "value_error":
+            path = _value_error_path(doc.data, path, msg)
         out.append(SpecProblem(name, doc.line_of(path), _dotted(path), msg))
     return out
 
 
-def _data_path(data: Any, loc: tuple[Any, ...]) -> tuple[Any, ...]:
-    """Map a pydantic location onto the YAML data, dropping union tags that are not in the file."""
-    path: list[Any] = []
-    cur = data
-    for i, part in enumerate(loc):
-        last = i == len(loc) - 1
-        if isinstance(cur, dict) and part in cur:
-            path.append(part)
-            cur = cur[part]
-        elif isinstance(cur, list) and isinstance(part, int) and part < len(cur):
-            path.append(part)
-            cur = cur[part]
-        elif last or isinstance(cur, dict) and isinstance(part, str) and not _is_tag(part, cur):
-            path.append(part)
-            cur = None
-    return tuple(path)
-
-
-def _is_tag(part: str, cur: dict[str, Any]) -> bool:
-    return cur.get("type") == part or part in ("str", "list[constrained-str]", "function-after")
+def _value_error_path(data: Any, path: tuple[Any, ...], msg: str) -> tuple[Any, ...]:
+    """Point a block-level check at the field to change, when the file has that field."""
+    block = _value_at(data, path)
+    if not isinstance(block, dict):
+        return path
+    m = re.match(r"code '(.*)' is listed twice", msg)
+    if m and isinstance(block.get("codes"), list):
+        seen = 0
+        for i, c in enumerate(block["codes"]):
+            if isinstance(c, dict) and str(c.get("code", "")).strip() == m.group(1):
+                seen += 1
+                if seen == 2:
+                    return (*path, "codes", i, "code")
+        return (*path, "codes")
+    for start, field_name in _VALUE_ERROR_FIELDS:
+        if msg.startswith(start) and field_name in block:
+            return (*path, field_name)
+    return path
 
 
 def load_reference(directory: Path | None = None) -> Reference:
@@ -206,11 +416,14 @@ def load_reference(directory: Path | None = None) -> Reference:
     contacts: dict[str, CouncilContacts] = {}
     try:
         doc, name, _ = _read(base / "councils.yaml")
-        for i, row in enumerate((doc.data or {}).get("councils", [])):
+        rows = doc.data.get("councils") if isinstance(doc.data, dict) else None
+        if not isinstance(rows, list):
+            raise SpecError([SpecProblem(name, 1, "councils", "the file must hold a list 'councils:' of {code, name}")])
+        for i, row in enumerate(rows):
             try:
                 councils.append(Council.model_validate(row))
             except ValidationError as exc:
-                problems += _pydantic_problems(exc, _sub(doc, ("councils", i)), name)
+                problems += _pydantic_problems(exc, _sub(doc, ("councils", i)), name, Council)
     except SpecError as exc:
         problems += exc.problems
     try:
@@ -218,7 +431,7 @@ def load_reference(directory: Path | None = None) -> Reference:
         try:
             dictionary = Dictionary.model_validate(doc.data or {})
         except ValidationError as exc:
-            problems += _pydantic_problems(exc, doc, name)
+            problems += _pydantic_problems(exc, doc, name, Dictionary)
     except SpecError as exc:
         problems += exc.problems
     known = {c.code for c in councils}
@@ -232,7 +445,7 @@ def load_reference(directory: Path | None = None) -> Reference:
         except SpecError as exc:
             problems += exc.problems
         except ValidationError as exc:
-            problems += _pydantic_problems(exc, doc, name)
+            problems += _pydantic_problems(exc, doc, name, CouncilContacts)
     if problems:
         raise SpecError(problems)
     return Reference(tuple(councils), dictionary, contacts)
@@ -309,6 +522,7 @@ def _cross_check(spec: ReturnSpec, ref: Reference) -> list[tuple[tuple[Any, ...]
                 problems.append((("rules", r, "items", j), unknown(name)))
         if ";" in rule.expression or "--" in rule.expression or "/*" in rule.expression:
             problems.append((("rules", r, "expression"), "an expression is one SQL condition: no ';' and no comments"))
+            continue  # the words after a ';' are not item names: one problem is enough
         for name in sorted(expression_identifiers(rule.expression)):
             if name not in names:
                 problems.append((("rules", r, "expression"), f"uses {name!r}, which is not a data item of this return"))
@@ -403,7 +617,7 @@ def load_spec(path: Path, ref: Reference) -> LoadedSpec:
     try:
         spec = ReturnSpec.model_validate(doc.data)
     except ValidationError as exc:
-        raise SpecError(_pydantic_problems(exc, doc, name)) from None
+        raise SpecError(_pydantic_problems(exc, doc, name, ReturnSpec)) from None
     cross = _cross_check(spec, ref)
     if cross:
         raise SpecError([SpecProblem(name, doc.line_of(p), _dotted(p), m) for p, m in cross])
@@ -440,8 +654,11 @@ class Register:
 def load_register(directory: Path | None = None, files: list[Path] | None = None) -> Register:
     """Load every spec (or the given files); a broken one never stops the others loading."""
     base = directory or specs_dir()
+    ref_dir = shared_dir(base)
+    if not ref_dir.is_dir() and not os.environ.get("LGDP_SHARED_DIR"):
+        ref_dir = shared_dir()  # a folder of specs without its own reference data uses the platform's
     try:
-        ref = load_reference(shared_dir(base) if not os.environ.get("LGDP_SHARED_DIR") else None)
+        ref = load_reference(ref_dir)
     except SpecError as exc:
         return Register([], {"shared": exc}, None)
     specs: list[LoadedSpec] = []

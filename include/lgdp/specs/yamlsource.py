@@ -36,41 +36,111 @@ class YamlSyntaxError(Exception):
         self.message = message
 
 
+# PyYAML's wording, translated for people who edit specs rather than parsers.
+_YAML_WORDS = (
+    ("found character '\\t' that cannot start any token", "a tab character: indent with spaces, not tabs"),
+    ("found a tab character", "a tab character: indent with spaces, not tabs"),
+    ("expected <block end>, but found '<block mapping start>'", "the indentation of this line does not line up with the lines above"),
+    ("expected <block end>, but found", "the indentation does not line up with the lines above; found"),
+    ("found unexpected end of stream", "the file ends too early"),
+    ("expected the node content, but found '<stream end>'", "the file ends too early"),
+    ("could not determine a constructor for the tag", "this tag is not allowed in a spec:"),
+    ("scanning a quoted scalar", "reading the text in quotes"),
+    ("mapping values are not allowed here", "a ':' where none is expected (put text containing ': ' in quotes)"),
+    ("flow sequence", "list in [brackets]"),
+    ("flow mapping", "block in {braces}"),
+    ("block mapping", "block of fields"),
+    ("block collection", "list or block of fields"),
+    ("block sequence", "list"),
+)
+MAX_NODES = 200_000  # far beyond any real spec; stops alias "bombs" expanding without end
+
+
+def _words(text: str) -> str:
+    for yaml_words, plain in _YAML_WORDS:
+        text = text.replace(yaml_words, plain)
+    return text
+
+
+def _syntax_error(exc: yaml.YAMLError) -> YamlSyntaxError:
+    problem_mark = getattr(exc, "problem_mark", None)
+    context_mark = getattr(exc, "context_mark", None)
+    mark = problem_mark or context_mark
+    line = mark.line + 1 if mark else 1
+    problem = getattr(exc, "problem", None)
+    if not problem:
+        return YamlSyntaxError(line, f"the file is not valid YAML: {_words(str(exc))}")
+    message = f"the file is not valid YAML: {_words(problem)}"
+    context = getattr(exc, "context", None)
+    if context == "expected a single document in the stream":
+        return YamlSyntaxError(line, "the file is not valid YAML: it holds more than one document (remove the '---' line)")
+    if context and context_mark is not None and problem_mark is not None and context_mark.line != problem_mark.line:
+        message += f" ({_words(context)} that starts on line {context_mark.line + 1})"
+    return YamlSyntaxError(line, message)
+
+
 def read_yaml(text: str) -> YamlDoc:
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-        line = mark.line + 1 if mark else 1
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise YamlSyntaxError(line, f"the file is not valid YAML: {problem}") from None
+        raise _syntax_error(exc) from None
     doc = YamlDoc(data=None)
     if node is None:
         return doc
     loader = yaml.SafeLoader("")
     try:
-        doc.data = _build(node, (), doc, loader)
+        doc.data = _build(node, (), doc, loader, set(), [0])
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise YamlSyntaxError(mark.line + 1 if mark else 1, f"the file is not valid YAML: {exc}") from None
+        raise _syntax_error(exc) from None
     finally:
         loader.dispose()
     return doc
 
 
-def _build(node: yaml.Node, path: Path_, doc: YamlDoc, loader: yaml.SafeLoader) -> Any:
-    doc.lines.setdefault(path, node.start_mark.line + 1)
-    if isinstance(node, yaml.MappingNode):
-        loader.flatten_mapping(node)
-        out: dict[Any, Any] = {}
-        for key_node, value_node in node.value:
-            key = loader.construct_object(key_node, deep=True)
-            child = (*path, key)
-            if key in out:
-                doc.duplicates.append((child, key_node.start_mark.line + 1))
-            doc.lines[child] = key_node.start_mark.line + 1
-            out[key] = _build(value_node, child, doc, loader)
-        return out
+def _build(
+    node: yaml.Node, path: Path_, doc: YamlDoc, loader: yaml.SafeLoader, active: set[int], count: list[int]
+) -> Any:
+    line = node.start_mark.line + 1
+    count[0] += 1
+    if count[0] > MAX_NODES:
+        raise YamlSyntaxError(line, "the file is too large or repeats an alias (*name) too many times")
+    doc.lines.setdefault(path, line)
+    if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)):
+        if node.tag not in (yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG):
+            raise YamlSyntaxError(line, f"the file is not valid for a spec: the tag {node.tag!r} is not allowed")
+        if id(node) in active:
+            raise YamlSyntaxError(line, "the file is not valid for a spec: an alias (*name) refers to itself")
+        active.add(id(node))
+        try:
+            return _build_collection(node, path, doc, loader, active, count)
+        finally:
+            active.discard(id(node))
+    try:
+        return loader.construct_object(node, deep=True)
+    except (ValueError, TypeError, OverflowError):
+        # A value YAML recognises but cannot build, such as the date 2027-02-30: keep the text as
+        # written so the model reports it against its field ("... is not a real date").
+        return node.value
+
+
+def _build_collection(
+    node: yaml.Node, path: Path_, doc: YamlDoc, loader: yaml.SafeLoader, active: set[int], count: list[int]
+) -> Any:
     if isinstance(node, yaml.SequenceNode):
-        return [_build(n, (*path, i), doc, loader) for i, n in enumerate(node.value)]
-    return loader.construct_object(node, deep=True)
+        return [_build(n, (*path, i), doc, loader, active, count) for i, n in enumerate(node.value)]
+    loader.flatten_mapping(node)
+    out: dict[Any, Any] = {}
+    for key_node, value_node in node.value:
+        key_line = key_node.start_mark.line + 1
+        if not isinstance(key_node, yaml.ScalarNode):
+            raise YamlSyntaxError(key_line, "the file is not valid for a spec: a field name must be a single word, not a list or block")
+        try:
+            key = loader.construct_object(key_node, deep=True)
+        except (ValueError, TypeError, OverflowError):
+            key = key_node.value
+        child = (*path, key)
+        if key in out:
+            doc.duplicates.append((child, key_line))
+        doc.lines[child] = key_line
+        out[key] = _build(value_node, child, doc, loader, active, count)
+    return out
