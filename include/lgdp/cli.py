@@ -15,7 +15,9 @@ from lgdp.specs.load import SpecError, load_register, specs_dir
 
 
 def _cmd_specs_lint(args: argparse.Namespace) -> int:
-    files = [Path(p) for p in args.paths]
+    given = [Path(p) for p in args.paths]
+    missing = [p for p in given if not p.exists()]
+    files = [p for p in given if p.exists()]
     dirs = [p for p in files if p.is_dir()]
     plain = [p for p in files if not p.is_dir()]
     lines: list[str] = []
@@ -23,16 +25,14 @@ def _cmd_specs_lint(args: argparse.Namespace) -> int:
     targets: list[tuple[Path | None, list[Path] | None]] = [(d, None) for d in dirs]
     if plain:
         targets.append((None, plain))
-    if not files:
+    if not given:
         targets = [(None, None)]
     for directory, paths in targets:
         reg = load_register(directory, paths)
         loaded += len(reg.specs)
         for err in reg.errors.values():
             lines += [str(p) for p in err.problems]
-    for p in files:
-        if not p.exists():
-            lines.append(f"{p}:1: (file): no such file")
+    lines += [f"{p}:1: (file): no such file or folder" for p in missing]
     for line in lines:
         print(line)
     if lines:
@@ -65,6 +65,37 @@ def _cmd_specs_list(args: argparse.Namespace) -> int:
     return 1 if reg.errors else 0
 
 
+def _cmd_synth(args: argparse.Namespace) -> int:
+    from lgdp.synth import SynthError, fault_names, write_sample
+
+    loaded = load_register().get(args.return_id)
+    if args.list_faults:
+        print("\n".join(fault_names(loaded)))
+        return 0
+    faults: dict[str, int] = {}
+    for f in args.fault:
+        name, _, count = f.partition("=")
+        if count and not count.isdigit():
+            print(f"--fault {f}: write NAME or NAME=COUNT", file=sys.stderr)
+            return 2
+        faults[name] = faults.get(name, 0) + int(count or 1)
+    period = args.period
+    if not period:
+        from lgdp.periods import period_opening_at
+        import datetime as dt
+
+        period = period_opening_at(loaded.spec.collection, dt.datetime.now(dt.timezone.utc)).label
+    try:
+        placed = write_sample(loaded, args.council, period, args.rows, args.format, args.output, args.seed, faults)
+    except SynthError as exc:
+        print(f"lgdp synth: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {args.output} ({loaded.id}, {args.council}, {period})")
+    for f in placed:
+        print(f"  fault {f.kind}: row {f.row_number}" + (f", item {f.item}" if f.item else ""))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lgdp", description="Local Government Data Platform tools.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -79,6 +110,18 @@ def build_parser() -> argparse.ArgumentParser:
     schema.set_defaults(func=_cmd_specs_schema)
     lst = specs.add_parser("list", help="list the register")
     lst.set_defaults(func=_cmd_specs_list)
+
+    syn = sub.add_parser("synth", help="write a deterministic synthetic submission (clean or with chosen faults)")
+    syn.add_argument("--return", dest="return_id", required=True)
+    syn.add_argument("--council", default="S12000036", help="GSS code of the submitting council")
+    syn.add_argument("--period", help="period label (default: the latest opened)")
+    syn.add_argument("--rows", type=int, help="number of data rows (default: the generator's)")
+    syn.add_argument("--format", choices=["xlsx", "csv", "xml"], help="default: the return's first format")
+    syn.add_argument("--seed", type=int, default=0)
+    syn.add_argument("--fault", action="append", default=[], metavar="NAME[=COUNT]", help="e.g. CLAS-E001=2, bad_code")
+    syn.add_argument("--list-faults", action="store_true", help="print the fault names for this return")
+    syn.add_argument("--output", "-o", default="sample.out")
+    syn.set_defaults(func=_cmd_synth)
 
     from lgdp import cli_ledger
 

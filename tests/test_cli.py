@@ -1,0 +1,52 @@
+"""The ``lgdp`` command line as a person uses it."""
+
+import subprocess
+import sys
+
+import openpyxl
+
+LGDP = [sys.executable, "-m", "lgdp.cli"]
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([*LGDP, *args], capture_output=True, text=True)
+
+
+def test_synth_writes_a_workbook_and_says_where_the_faults_are(tmp_path):
+    out = tmp_path / "clas.xlsx"
+    r = run("synth", "--return", "clas", "--period", "2025-26", "--rows", "30", "--fault", "CLAS-E001=2", "-o", str(out))
+    assert r.returncode == 0, r.stderr
+    rows = [line for line in r.stdout.splitlines() if "fault CLAS-E001" in line]
+    assert len(rows) == 2
+    ws = openpyxl.load_workbook(out, read_only=True).worksheets[0]
+    assert ws.max_row == 31 and next(ws.iter_rows(values_only=True))[0] == "council_code"
+
+
+def test_synth_refuses_an_unknown_fault_in_words():
+    r = run("synth", "--return", "clas", "--fault", "no_such_fault", "-o", "/dev/null")
+    assert r.returncode == 2
+    assert "no fault 'no_such_fault'" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_ledger_status_after_opening(clean_ledger):
+    import datetime as dt
+
+    from lgdp.ledger.db import session
+    from lgdp.ledger.register import open_period
+    from lgdp.periods import period_from_label
+    from lgdp.specs.load import load_register
+
+    loaded = load_register().get("clas")
+    with session() as s, s.begin():
+        open_period(s, loaded, period_from_label(loaded.spec.collection, "2025-26"))
+    r = run("ledger", "status", "--return", "clas", "--period", "2025-26")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert len(lines) == 32 and lines[0] == "S12000005  expected"
+    missing = run("ledger", "status", "--return", "clas", "--period", "2019-20")
+    assert missing.returncode == 1 and "no period 2019-20" in missing.stderr
+
+
+def test_db_current_reports_the_revision(ledger_url):
+    r = run("db", "current")
+    assert r.returncode == 0 and r.stdout.strip() == "0001"
