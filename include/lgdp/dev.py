@@ -40,6 +40,8 @@ def airflow_env(db_url: str, airflow_url: str, airflow_home: Path, port: int = 8
             "AIRFLOW__API__PORT": str(port),
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
             "SODA_CORE_TELEMETRY_ENABLED": "false",
+            # airflow standalone starts its components as `airflow ...` found on PATH.
+            "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
         }
     )
     return env
@@ -139,9 +141,11 @@ def _smoke(env: dict[str, str]) -> bool:
             [_bin("airflow"), "dags", "list", "--output", "json"], env=env, capture_output=True, text=True
         )
         if out.returncode == 0:
+            # Airflow may print warnings before the JSON; the listing is the line that starts with '['.
+            listing = next((ln for ln in out.stdout.splitlines() if ln.startswith("[")), "[]")
             try:
-                seen = {d["dag_id"] for d in json.loads(out.stdout)}
-            except ValueError:
+                seen = {d["dag_id"] for d in json.loads(listing)}
+            except (ValueError, KeyError, TypeError):
                 seen = set()
             if expected <= seen:
                 print(f"[lgdp] smoke: all {len(expected)} return DAGs are listed", flush=True)

@@ -72,6 +72,6 @@ def ensure_database(state_dir: Path, database: str = "lgdp") -> Database:
     configured = os.environ.get("LGDP_DATABASE_URL")
     if configured:
         return Database(_psycopg(configured.replace("postgres://", "postgresql://", 1)))
-    server = start_embedded(state_dir / "pgdata", cleanup=None)
+    server = start_embedded(state_dir / "pgdata", cleanup="stop")
     url = embedded_url(server, "postgres")
     return Database(create_database(url, database), server)
