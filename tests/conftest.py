@@ -40,6 +40,7 @@ def pytest_configure(config: pytest.Config) -> None:
     env["AIRFLOW__CORE__UNIT_TEST_MODE"] = "False"
     env["AIRFLOW__LOGGING__LOGGING_LEVEL"] = "WARNING"
     os.environ.update({k: v for k, v in env.items() if k.startswith(("AIRFLOW", "LGDP", "SODA"))})
+    os.environ["LGDP_CACHE_DIR"] = str(tmp / "cache")
     (tmp / "airflow").mkdir()
 
 

@@ -75,3 +75,40 @@ def test_parsing_touches_no_database(tmp_path, monkeypatch):
     monkeypatch.setenv("LGDP_DATABASE_URL", "postgresql://nobody@127.0.0.1:1/nothing")
     bag = DagBag(dag_folder=str(ROOT / "dags"))
     assert bag.import_errors == {} and bag.dag_ids
+
+
+def test_plan_cache_follows_the_specs_content(tmp_path, monkeypatch):
+    """The parse-time cache gives what a full load gives, and any edit to a spec invalidates it."""
+    from lgdp.specs.plans import _cache_path, compute_plans, load_plans
+
+    specs = _specs_copy(tmp_path)
+    monkeypatch.setenv("LGDP_CACHE_DIR", str(tmp_path / "cache"))
+    first = load_plans(specs)
+    assert _cache_path(specs).exists()
+    assert load_plans(specs) == first == compute_plans(specs)
+
+    clas = specs / "clas.yaml"
+    clas.write_text(clas.read_text().replace("max_active_periods: 2", "max_active_periods: 3"))
+    assert load_plans(specs).plans[0].max_active_runs == 3
+
+    clas.write_text(clas.read_text().replace("status: approved", "status: aproved"))
+    broken = load_plans(specs)
+    assert broken.plans == [] and "governance.status" in broken.problems[0]
+
+    _cache_path(specs).write_text("{not json")  # a damaged cache is ignored, not trusted
+    assert load_plans(specs) == broken
+
+
+def test_period_comes_from_the_run_conf(airflow_db, clean_ledger):
+    """Triggered with {"period": ...} the run opens that period (the trigger form's JSON conf)."""
+    import datetime as dt
+
+    from lgdp.ledger.register import period_status
+
+    from lgdp.ledger.db import session
+
+    dag = DagBag(dag_folder=str(ROOT / "dags")).dags["return_temporary_accommodation_monthly"]
+    run = dag.test(logical_date=dt.datetime(2026, 11, 22, 12, tzinfo=dt.timezone.utc), run_conf={"period": "2026-03"})
+    assert run.state == "success"
+    with session() as s:
+        assert len(period_status(s, "temporary_accommodation_monthly", "2026-03")) == 32

@@ -17,7 +17,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from lgdp.specs.load import REPO_ROOT
+from lgdp.specs.paths import REPO_ROOT
 
 
 def state_dir() -> Path:

@@ -30,23 +30,10 @@ from lgdp.specs.model import (
     ReturnSpec,
     Status,
 )
+from lgdp.specs.paths import REPO_ROOT, shared_dir, specs_dir  # noqa: F401 - re-exported
 from lgdp.specs.yamlsource import YamlDoc, YamlSyntaxError, read_yaml
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
 NUMERIC = {ItemType.integer, ItemType.decimal}
-
-
-def specs_dir() -> Path:
-    """Where specs live: ``LGDP_SPECS_DIR`` or the repository's ``return_specs/``."""
-    return Path(os.environ.get("LGDP_SPECS_DIR") or REPO_ROOT / "return_specs")
-
-
-def shared_dir(base: Path | None = None) -> Path:
-    """Reference data shared by all specs: dictionary, councils, contacts."""
-    env = os.environ.get("LGDP_SHARED_DIR")
-    if env:
-        return Path(env)
-    return (base or specs_dir()) / "shared"
 
 
 @dataclass(frozen=True)
