@@ -50,3 +50,29 @@ def test_ledger_status_after_opening(clean_ledger):
 def test_db_current_reports_the_revision(ledger_url):
     r = run("db", "current")
     assert r.returncode == 0 and r.stdout.strip() == "0001"
+
+
+def test_overlap_shows_items_collected_by_several_returns():
+    r = run("specs", "overlap")
+    assert r.returncode == 0
+    assert "date_of_birth (Date of birth): collected by 2 returns" in r.stdout
+    assert "  clas.date_of_birth" in r.stdout and "  social_care_survey.date_of_birth" in r.stdout
+
+
+def test_ledger_sync_registers_every_spec_once(clean_ledger):
+    from sqlalchemy import text
+
+    from lgdp.ledger.db import engine
+
+    first = run("ledger", "sync")
+    assert first.returncode == 0, first.stderr
+    from lgdp.specs.load import load_register
+
+    assert f"{len(load_register().specs)} added or changed" in first.stdout
+    again = run("ledger", "sync")
+    assert "0 added or changed" in again.stdout
+    with engine().connect() as conn:
+        shared = conn.execute(
+            text("SELECT return_id FROM lgdp.return_items WHERE dictionary_ref = 'date_of_birth' ORDER BY 1")
+        ).scalars().all()
+    assert shared == ["clas", "social_care_survey"]

@@ -96,6 +96,29 @@ def _cmd_synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def item_overlap(specs) -> dict[str, list[tuple[str, str]]]:
+    """Dictionary item -> [(return id, item name)] for items that more than one return collects."""
+    uses: dict[str, list[tuple[str, str]]] = {}
+    for loaded in specs:
+        for item in loaded.items:
+            if item.ref:
+                uses.setdefault(item.ref, []).append((loaded.id, item.name))
+    return {ref: sorted(u) for ref, u in sorted(uses.items()) if len({r for r, _ in u}) > 1}
+
+
+def _cmd_specs_overlap(args: argparse.Namespace) -> int:
+    reg = load_register()
+    overlap = item_overlap(reg.approved())
+    if not overlap:
+        print("no shared data item is collected by more than one approved return")
+    for ref, uses in overlap.items():
+        wording = reg.reference.dictionary.items[ref].wording if reg.reference else ref
+        print(f"{ref} ({wording}): collected by {len({r for r, _ in uses})} returns")
+        for return_id, name in uses:
+            print(f"  {return_id}.{name}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lgdp", description="Local Government Data Platform tools.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -110,6 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
     schema.set_defaults(func=_cmd_specs_schema)
     lst = specs.add_parser("list", help="list the register")
     lst.set_defaults(func=_cmd_specs_list)
+    ovl = specs.add_parser("overlap", help="shared data items collected by more than one return")
+    ovl.set_defaults(func=_cmd_specs_overlap)
 
     syn = sub.add_parser("synth", help="write a deterministic synthetic submission (clean or with chosen faults)")
     syn.add_argument("--return", dest="return_id", required=True)

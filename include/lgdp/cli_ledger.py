@@ -43,6 +43,20 @@ def _status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sync(args: argparse.Namespace) -> int:
+    from lgdp.ledger.db import session
+    from lgdp.ledger.register import sync_register
+    from lgdp.specs.load import load_register
+
+    reg = load_register()
+    with session() as s, s.begin():
+        changed = sync_register(s, reg.specs, reg.reference.councils if reg.reference else ())
+    print(f"register: {len(reg.specs)} returns, {changed} added or changed")
+    for path in reg.errors:
+        print(f"{path}: has problems, not registered (run 'lgdp specs lint')", file=sys.stderr)
+    return 1 if reg.errors else 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:  # noqa: SLF001 - argparse's own type
     """Add the ledger commands to the ``lgdp`` parser."""
     dbp = sub.add_parser("db", help="the ledger's schema (Alembic migrations)").add_subparsers(
@@ -62,6 +76,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # noqa: SLF001 - argpars
     st.add_argument("--return", dest="return_id", required=True)
     st.add_argument("--period", required=True)
     st.set_defaults(func=_status)
+    sy = led.add_parser("sync", help="write every spec (any status) and the councils into the ledger's register")
+    sy.set_defaults(func=_sync)
 
     from lgdp.dev import register as register_dev
 

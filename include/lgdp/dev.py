@@ -63,7 +63,13 @@ def prepare(port: int = 8080) -> tuple[dict[str, str], object]:
     where = "embedded PostgreSQL" if database.server else "LGDP_DATABASE_URL"
     print(f"[lgdp] database: {where}", flush=True)
     ledger.upgrade(url=database.url)
-    print("[lgdp] ledger schema migrated", flush=True)
+    from lgdp.ledger.register import sync_register
+    from lgdp.specs.load import load_register
+
+    register = load_register()
+    with ledger.session(database.url) as s, s.begin():
+        sync_register(s, register.specs, register.reference.councils if register.reference else ())
+    print(f"[lgdp] ledger schema migrated; register holds {len(register.specs)} returns", flush=True)
     env = airflow_env(database.url, database.airflow_url, state / "airflow", port)
     subprocess.run([_bin("airflow"), "db", "migrate"], env=env, check=True, stdout=subprocess.DEVNULL)
     print("[lgdp] Airflow metadata migrated", flush=True)

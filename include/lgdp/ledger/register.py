@@ -96,6 +96,12 @@ def sync_return(session: Session, loaded: LoadedSpec) -> bool:
     return True
 
 
+def sync_register(session: Session, specs: list[LoadedSpec], councils: tuple[CouncilRef, ...]) -> int:
+    """Register every loaded spec (and the councils); returns how many returns were added or changed."""
+    sync_councils(session, councils)
+    return sum(sync_return(session, loaded) for loaded in specs)
+
+
 def open_period(session: Session, loaded: LoadedSpec, period: Period) -> OpenedPeriod:
     """Register the period and one expected submission per provider council (idempotent)."""
     sync_councils(session, loaded.providers)
@@ -142,4 +148,4 @@ def period_status(session: Session, return_id: str, period: str) -> dict[str, st
     return {code: status.value for code, status in rows}
 
 
-__all__ = ["OpenedPeriod", "open_period", "period_status", "sync_return", "sync_councils"]
+__all__ = ["OpenedPeriod", "open_period", "period_status", "sync_councils", "sync_register", "sync_return"]
