@@ -6,6 +6,8 @@ from lgdp.devdb import create_database
 from lgdp.ledger import db
 from lgdp.ledger.models import SCHEMA, Base
 
+HEAD = "0002"
+
 
 def _tables(url: str) -> set[str]:
     eng = create_engine(url)
@@ -20,7 +22,7 @@ def test_upgrade_downgrade_upgrade(server_url):
     models = {t.name for t in Base.metadata.sorted_tables}
 
     db.upgrade("head", url=url)
-    assert db.current_revision(url) == "0001"
+    assert db.current_revision(url) == HEAD
     assert models <= _tables(url)
 
     db.downgrade("base", url=url)
@@ -28,7 +30,9 @@ def test_upgrade_downgrade_upgrade(server_url):
     assert _tables(url) <= {"alembic_version"}
     eng = create_engine(db.database_url(url))
     with eng.connect() as conn:  # the enum type went too, so upgrading again cannot collide
-        assert conn.execute(text("SELECT count(*) FROM pg_type WHERE typname = 'submission_status'")).scalar() == 0
+        assert conn.execute(
+            text("SELECT count(*) FROM pg_type WHERE typname IN ('submission_status', 'version_status')")
+        ).scalar() == 0
     eng.dispose()
 
     db.upgrade("head", url=url)
@@ -51,3 +55,25 @@ def test_models_match_migrations(ledger_url):
         )
         diff = compare_metadata(ctx, Base.metadata)
     assert diff == []
+
+
+def test_each_revision_downgrades_to_the_previous_one(server_url):
+    url = create_database(server_url, "lgdp_test_migrations_steps", fresh=True)
+    db.upgrade("0001", url=url)
+    db.upgrade("0002", url=url)
+    assert "submission_versions" in _tables(url)
+    db.downgrade("0001", url=url)
+    assert "submission_versions" not in _tables(url) and "expected_submissions" in _tables(url)
+    db.upgrade("head", url=url)
+
+
+def test_archived_files_cannot_be_changed_or_deleted(clean_ledger):
+    import pytest
+    from sqlalchemy.exc import DBAPIError
+
+    with db.engine().begin() as conn:
+        conn.execute(text("INSERT INTO lgdp.archived_files VALUES ('ab', 1, 'x', now())"))
+    for statement in ("UPDATE lgdp.archived_files SET size = 2", "DELETE FROM lgdp.archived_files"):
+        with pytest.raises(DBAPIError, match="immutable"):
+            with db.engine().begin() as conn:
+                conn.execute(text(statement))

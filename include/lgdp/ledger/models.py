@@ -19,6 +19,7 @@ from sqlalchemy import (
     Enum,
     ForeignKey,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -151,3 +152,68 @@ class ExpectedSubmission(Base):
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
     period: Mapped[CollectionPeriod] = relationship(back_populates="submissions")
+
+
+class VersionStatus(str, enum.Enum):
+    """What became of one file a council submitted (one version of its submission)."""
+
+    received = "received"  # archived, not yet processed
+    loaded = "loaded"  # parsed and loaded into the staging table
+    rejected = "rejected"  # problems a council must fix (see submission_issues)
+    accepted = "accepted"
+    superseded = "superseded"  # a newer version arrived before this one was accepted
+
+
+class ArchivedFile(Base):
+    """Every file ever received, addressed by SHA-256 and never changed or deleted."""
+
+    __tablename__ = "archived_files"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    size: Mapped[int] = mapped_column(Integer)
+    content: Mapped[bytes] = mapped_column(LargeBinary)
+    first_seen_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
+
+
+class SubmissionVersion(Base):
+    """One file a council put in its folder for one period: who, when, where, and what became of it."""
+
+    __tablename__ = "submission_versions"
+    __table_args__ = (
+        UniqueConstraint("submission_id", "version"),
+        UniqueConstraint("submission_id", "source_item_id", "source_etag"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    submission_id: Mapped[int] = mapped_column(ForeignKey("expected_submissions.id", ondelete="CASCADE"), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    file_sha256: Mapped[str] = mapped_column(ForeignKey("archived_files.sha256"))
+    filename: Mapped[str] = mapped_column(Text)
+    source_path: Mapped[str] = mapped_column(Text)
+    source_item_id: Mapped[str] = mapped_column(Text)
+    source_etag: Mapped[str] = mapped_column(Text)
+    uploaded_by: Mapped[str | None] = mapped_column(Text)
+    uploaded_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    received_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    status: Mapped[VersionStatus] = mapped_column(
+        Enum(VersionStatus, name="version_status", schema=SCHEMA, values_callable=lambda e: [m.value for m in e]),
+        default=VersionStatus.received,
+    )
+    rows_loaded: Mapped[int | None] = mapped_column(Integer)
+    processed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class SubmissionIssue(Base):
+    """A problem found in one version: rule code, severity, where (row, item) and a message."""
+
+    __tablename__ = "submission_issues"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("submission_versions.id", ondelete="CASCADE"), index=True)
+    code: Mapped[str] = mapped_column(String(40))
+    severity: Mapped[str] = mapped_column(String(10))
+    message: Mapped[str] = mapped_column(Text)
+    row_number: Mapped[int | None] = mapped_column(Integer)
+    item: Mapped[str | None] = mapped_column(Text)
+    value: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
