@@ -1,0 +1,38 @@
+"""An issue found in a submission: the unit of feedback a council officer acts on.
+
+Every issue carries a rule code, a severity and, where it has one, the row (its number in the
+council's own file: the header is row 1) and the item (column), so the message points at the
+cell to fix. Structural codes (file, header and type problems) are catalogued in
+``lgdp.parse.codes``; rule codes come from the spec.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+Severity = Literal["error", "query"]
+MAX_VALUE_CHARS = 200
+
+
+@dataclass(frozen=True)
+class Issue:
+    code: str
+    severity: Severity
+    message: str
+    row: int | None = None
+    item: str | None = None
+    value: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.value is not None and len(self.value) > MAX_VALUE_CHARS:
+            object.__setattr__(self, "value", self.value[: MAX_VALUE_CHARS - 1] + "…")
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+    def __str__(self) -> str:
+        where = ", ".join(
+            p for p in (f"row {self.row}" if self.row else "", f"column {self.item}" if self.item else "") if p
+        )
+        return f"{self.code} ({self.severity}){' at ' + where if where else ''}: {self.message}"
