@@ -84,6 +84,10 @@ class Collection(Strict):
     max_active_periods: int = Field(
         3, ge=1, le=24, description="How many periods may be open at once (overlapping collections)."
     )
+    not_received: Literal["fail", "skip"] = Field(
+        "fail",
+        description="What a council's collect task becomes when the collection closes without an accepted submission.",
+    )
 
     @model_validator(mode="after")
     def _due_inside_window(self) -> "Collection":
