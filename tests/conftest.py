@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+pytest_plugins = ["fixtures_m365"]
 ROOT = Path(__file__).resolve().parents[1]
 _STATE: dict[str, object] = {}
 
