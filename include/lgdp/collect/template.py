@@ -1,0 +1,249 @@
+"""Collection templates derived from a spec: the files put in each council's folder at opening.
+
+* xlsx returns: a workbook with the data sheet (named after the spec's ``dataset``; row 1 holds
+  the item names, so the parser maps it exactly; each heading carries the item's wording as a
+  comment), dropdown lists for code items (from a hidden ``lists`` sheet), date, whole-number and
+  decimal validation where the spec gives a type or range, and a ``Guidance`` sheet: the return's
+  title, period, due date, contact, then one row per item (name, question, guidance, type,
+  required, allowed values, range, unit).
+* csv returns: a header-only CSV (item names) and the same guidance as a workbook.
+* xml returns: the XML Schema (``<dataset>.xsd``, from ``xsd_for``, which the parser validates
+  against too), a sample file with one record showing every element, and the guidance workbook.
+
+``template_files(loaded, period_label, due_text)`` returns ``{file name: bytes}``.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+from xml.sax.saxutils import escape, quoteattr
+
+from lgdp.specs.load import LoadedSpec
+from lgdp.specs.model import ItemType, ResolvedItem
+
+XSD_TYPES = {
+    ItemType.string: "xs:string",
+    ItemType.code: "xs:string",
+    ItemType.integer: "xs:integer",
+    ItemType.decimal: "xs:decimal",
+    ItemType.date: "xs:date",
+    ItemType.boolean: "xs:boolean",
+}
+
+TYPE_WORDS = {
+    ItemType.string: "text",
+    ItemType.code: "code from the list",
+    ItemType.integer: "whole number",
+    ItemType.decimal: "number",
+    ItemType.date: "date (DD/MM/YYYY)",
+    ItemType.boolean: "true or false",
+}
+
+SAMPLE_VALUES = {
+    ItemType.string: "example",
+    ItemType.integer: "0",
+    ItemType.decimal: "0.0",
+    ItemType.date: "2025-03-31",
+    ItemType.boolean: "false",
+}
+
+
+def file_stem(loaded: LoadedSpec, period_label: str) -> str:
+    return f"{loaded.id}_{period_label}"
+
+
+def xsd_for(loaded: LoadedSpec) -> str:
+    """The return's XML Schema: ``<dataset return= council= period=>`` holding ``<record>`` elements.
+
+    Each record holds at most one element per item, in any order (``xs:all``), every one optional:
+    a blank value is left out, and whether a required value is present is for validation to say.
+    Dates are ``xs:date`` (YYYY-MM-DD), numbers ``xs:integer``/``xs:decimal``, booleans
+    ``xs:boolean``; codes are text, with the allowed codes in the documentation (membership is a
+    validation rule, so that a wrong code is reported with its row like any other).
+    """
+    spec = loaded.spec
+    lines = [
+        '<?xml version="1.0" encoding="UTF-8"?>',
+        '<xs:schema xmlns:xs="http://www.w3.org/2001/XMLSchema" elementFormDefault="unqualified">',
+        "  <xs:annotation><xs:documentation>"
+        + escape(f"{spec.title} (return {spec.id}, version {spec.version}). One <record> per row.")
+        + "</xs:documentation></xs:annotation>",
+        f"  <xs:element name={quoteattr(spec.dataset)}>",
+        "    <xs:complexType>",
+        "      <xs:sequence>",
+        '        <xs:element name="record" type="record" minOccurs="0" maxOccurs="unbounded"/>',
+        "      </xs:sequence>",
+        '      <xs:attribute name="return" type="xs:string"/>',
+        '      <xs:attribute name="council" type="xs:string"/>',
+        '      <xs:attribute name="period" type="xs:string"/>',
+        "    </xs:complexType>",
+        "  </xs:element>",
+        '  <xs:complexType name="record">',
+        "    <xs:all>",
+    ]
+    for it in loaded.items:
+        doc = it.wording + (f" Codes: {', '.join(c.code for c in it.codes)}." if it.codes else "")
+        lines.append(
+            f'      <xs:element name={quoteattr(it.name)} type="{XSD_TYPES[it.type]}" minOccurs="0">'
+            f"<xs:annotation><xs:documentation>{escape(doc)}</xs:documentation></xs:annotation></xs:element>"
+        )
+    lines += ["    </xs:all>", "  </xs:complexType>", "</xs:schema>", ""]
+    return "\n".join(lines)
+
+
+def sample_xml(loaded: LoadedSpec, period_label: str) -> str:
+    spec = loaded.spec
+    parts = [
+        '<?xml version="1.0" encoding="UTF-8"?>',
+        f"<!-- {escape(spec.title)}: one <record> per row; leave out an element when its value is blank. -->",
+        f'<{spec.dataset} return={quoteattr(spec.id)} council="S12000000" period={quoteattr(period_label)}>',
+        "  <record>",
+    ]
+    for it in loaded.items:
+        value = it.codes[0].code if it.codes else SAMPLE_VALUES.get(it.type, "")
+        note = escape(it.wording).replace("--", "-")
+        parts.append(f"    <{it.name}>{escape(value)}</{it.name}>  <!-- {note} -->")
+    parts += ["  </record>", f"</{spec.dataset}>", ""]
+    return "\n".join(parts)
+
+
+def _allowed(it: ResolvedItem) -> str:
+    if it.codes:
+        return "; ".join(f"{c.code} = {c.label}" for c in it.codes)
+    parts = []
+    if it.minimum is not None or it.maximum is not None:
+        lo = "" if it.minimum is None else f"{it.minimum:g}"
+        hi = "" if it.maximum is None else f"{it.maximum:g}"
+        parts.append(f"from {lo} to {hi}" if lo and hi else (f"at least {lo}" if lo else f"at most {hi}"))
+    if it.min_date or it.max_date:
+        parts.append(" to ".join(d.strftime("%d/%m/%Y") if d else "" for d in (it.min_date, it.max_date)).strip())
+    if it.max_length:
+        parts.append(f"at most {it.max_length} characters")
+    return "; ".join(parts)
+
+
+def _guidance_sheet(ws: Any, loaded: LoadedSpec, period_label: str, due_text: str) -> None:
+    from openpyxl.styles import Alignment, Font
+
+    spec = loaded.spec
+    ws.append([spec.title])
+    ws["A1"].font = Font(bold=True, size=14)
+    ws.append(["Period", period_label])
+    ws.append(["Due", due_text])
+    ws.append(["Questions to", spec.governance.contact_email])
+    ws.append(["How to fill in", f"One row per {spec.dataset.rstrip('s').replace('_', ' ')} on the '{spec.dataset}' sheet. "
+               "Keep the headings in row 1 as they are; enter values, not formulas; do not merge cells. "
+               "Leave a cell blank when there is nothing to report."])
+    ws.append([])
+    header = ["Column", "Question", "Guidance", "Type", "Required", "Allowed values", "Unit"]
+    ws.append(header)
+    for c in ws[ws.max_row]:
+        c.font = Font(bold=True)
+    for it in loaded.items:
+        ws.append([it.name, it.wording, it.guidance, TYPE_WORDS[it.type], "yes" if it.required else "no",
+                   _allowed(it), it.unit or ""])
+    for col, width in zip("ABCDEFG", (26, 40, 70, 18, 10, 50, 14)):
+        ws.column_dimensions[col].width = width
+    for row in ws.iter_rows(min_row=8):
+        for c in row:
+            c.alignment = Alignment(wrap_text=True, vertical="top")
+
+
+def _save(wb: Any) -> bytes:
+    buf = io.BytesIO()
+    wb.save(buf)
+    return buf.getvalue()
+
+
+def workbook(loaded: LoadedSpec, period_label: str, due_text: str) -> bytes:
+    from openpyxl import Workbook
+    from openpyxl.comments import Comment
+    from openpyxl.styles import Font, PatternFill
+    from openpyxl.utils import get_column_letter
+    from openpyxl.worksheet.datavalidation import DataValidation
+
+    spec = loaded.spec
+    wb = Workbook()
+    ws = wb.active
+    ws.title = spec.dataset[:31]
+    ws.append([it.name for it in loaded.items])
+    ws.freeze_panes = "A2"
+    fill = PatternFill("solid", fgColor="DDEBF7")
+    lists = None
+    list_col = 0
+    last = 1_048_576
+    for j, it in enumerate(loaded.items, start=1):
+        letter = get_column_letter(j)
+        cell = ws.cell(row=1, column=j)
+        cell.font = Font(bold=True)
+        cell.fill = fill
+        cell.comment = Comment(f"{it.wording}{' (required)' if it.required else ''}\n{it.guidance}".strip(), "LGDP")
+        ws.column_dimensions[letter].width = max(12, min(40, len(it.name) + 4))
+        rng = f"{letter}2:{letter}{last}"
+        dv = None
+        if it.codes:
+            if lists is None:
+                lists = wb.create_sheet("lists")
+                lists.sheet_state = "hidden"
+            list_col += 1
+            lcol = get_column_letter(list_col)
+            lists.cell(row=1, column=list_col, value=it.name)
+            for k, code in enumerate(it.codes, start=2):
+                lists.cell(row=k, column=list_col, value=code.code)
+            dv = DataValidation(type="list", formula1=f"lists!${lcol}$2:${lcol}${len(it.codes) + 1}", allow_blank=True)
+            dv.error = f"Choose a code from the list for '{it.wording}' (see the Guidance sheet)."
+        elif it.type == ItemType.date:
+            lo = (it.min_date.toordinal() - 693594) if it.min_date else 1
+            hi = (it.max_date.toordinal() - 693594) if it.max_date else 2958465
+            dv = DataValidation(type="date", operator="between", formula1=str(lo), formula2=str(hi), allow_blank=True)
+            dv.error = "Enter a date as DD/MM/YYYY."
+        elif it.type in (ItemType.integer, ItemType.decimal):
+            kind = "whole" if it.type == ItemType.integer else "decimal"
+            lo = it.minimum if it.minimum is not None else -1e15
+            hi = it.maximum if it.maximum is not None else 1e15
+            dv = DataValidation(type=kind, operator="between", formula1=f"{lo:g}", formula2=f"{hi:g}", allow_blank=True)
+            dv.error = f"Enter {'a whole number' if kind == 'whole' else 'a number'} between {lo:g} and {hi:g}."
+        elif it.type == ItemType.boolean:
+            dv = DataValidation(type="list", formula1='"true,false"', allow_blank=True)
+            dv.error = "Enter true or false."
+        if dv is not None:
+            dv.errorTitle = it.wording[:32]
+            dv.showErrorMessage = True
+            dv.add(rng)
+            ws.add_data_validation(dv)
+        if it.type == ItemType.date:
+            ws.column_dimensions[letter].number_format = "dd/mm/yyyy"
+    _guidance_sheet(wb.create_sheet("Guidance", 1), loaded, period_label, due_text)
+    return _save(wb)
+
+
+def guidance_workbook(loaded: LoadedSpec, period_label: str, due_text: str) -> bytes:
+    from openpyxl import Workbook
+
+    wb = Workbook()
+    ws = wb.active
+    ws.title = "Guidance"
+    _guidance_sheet(ws, loaded, period_label, due_text)
+    return _save(wb)
+
+
+def header_csv(loaded: LoadedSpec) -> bytes:
+    return (",".join(it.name for it in loaded.items) + "\r\n").encode("utf-8")
+
+
+def template_files(loaded: LoadedSpec, period_label: str, due_text: str) -> dict[str, bytes]:
+    """The files to upload to each provider council's folder when a period opens."""
+    stem = file_stem(loaded, period_label)
+    formats = loaded.spec.formats
+    out: dict[str, bytes] = {}
+    if "xlsx" in formats:
+        out[f"{stem}_template.xlsx"] = workbook(loaded, period_label, due_text)
+    if "csv" in formats:
+        out[f"{stem}_template.csv"] = header_csv(loaded)
+    if "xml" in formats:
+        out[f"{loaded.spec.dataset}.xsd"] = xsd_for(loaded).encode("utf-8")
+        out[f"{stem}_sample.xml"] = sample_xml(loaded, period_label).encode("utf-8")
+    if "xlsx" not in formats:
+        out[f"{stem}_guidance.xlsx"] = guidance_workbook(loaded, period_label, due_text)
+    return out

@@ -1,0 +1,570 @@
+"""Readers: the bytes of a submitted file -> a table of text cells, with the file's own header.
+
+Nothing here trusts the file name: the format is detected from the content (``sniff``), and the
+name is only compared with it. Every reader returns a ``RawTable`` whose columns are pyarrow string
+arrays in the order and with the headings the file had, and whose ``row_numbers`` are the rows a
+council officer sees: in a sheet or CSV the header is row 1 and the first data row is row 2; in XML
+the k-th ``record`` is row k + 1 (the convention of ``lgdp.synth``).
+
+A reader that meets a problem which stops the file being read raises ``Stop`` carrying the
+catalogued issue; anything else it finds (formulas, merged cells, short rows) goes into
+``RawTable.issues``.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import re
+import time
+import zipfile
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import pyarrow as pa
+
+from lgdp.issues import Issue
+from lgdp.parse.codes import issue
+from lgdp.parse.limits import MB, Limits
+
+
+class Stop(Exception):
+    """The file cannot be read further; ``issue`` says why."""
+
+    def __init__(self, found: Issue) -> None:
+        super().__init__(found.message)
+        self.issue = found
+
+
+@dataclass
+class Context:
+    """What readers need besides the bytes: limits, the deadline, words for messages."""
+
+    limits: Limits
+    deadline: float
+    accepted: str  # "an Excel workbook (.xlsx)" ...
+    contact: str
+    dataset: str
+
+    def check_time(self) -> None:
+        if time.monotonic() > self.deadline:
+            raise Stop(issue("FILE-009", limit_s=f"{self.limits.parse_timeout_s:g}", contact=self.contact))
+
+    def unreadable(self, detail: str) -> Stop:
+        return Stop(issue("FILE-001", detail=detail, accepted=self.accepted))
+
+
+@dataclass
+class RawTable:
+    headers: list[str]
+    columns: list[pa.Array]
+    row_numbers: pa.Array
+    format: str
+    issues: list[Issue] = field(default_factory=list)
+    serial_dates: bool = False
+    """True for workbooks: a plain number in a date column is an Excel serial date."""
+    column_letters: list[str] | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def num_rows(self) -> int:
+        return len(self.row_numbers)
+
+
+# ---------------------------------------------------------------------------------------------
+# Detecting the format
+
+ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06", b"PK\x07\x08")
+OLE2_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+
+FORMAT_WORDS = {
+    "xlsx": "an Excel workbook (.xlsx)",
+    "csv": "a CSV file (.csv)",
+    "xml": "an XML file (.xml)",
+}
+
+
+def sniff(data: bytes) -> str:
+    """The real format: xlsx (any zip), ole2, xml, pdf, or text."""
+    head = data[:8]
+    if head.startswith(ZIP_MAGIC):
+        return "zip"
+    if head == OLE2_MAGIC:
+        return "ole2"
+    if data.startswith(b"%PDF"):
+        return "pdf"
+    start = data[:4096]
+    for bom in (b"\xef\xbb\xbf",):
+        if start.startswith(bom):
+            start = start[len(bom):]
+    stripped = start.lstrip()
+    if stripped.startswith(b"<"):
+        low = stripped[:200].lower()
+        if low.startswith(b"<html") or low.startswith(b"<!doctype html"):
+            return "html"
+        return "xml"
+    if start.startswith((b"\xff\xfe<\x00", b"\xfe\xff\x00<")):
+        return "xml"
+    return "text"
+
+
+def ole2_kind(data: bytes) -> str:
+    """An OLE2 compound file is either an encrypted OOXML package or a legacy Office file."""
+    if "EncryptionInfo".encode("utf-16-le") in data or "EncryptedPackage".encode("utf-16-le") in data:
+        return "encrypted"
+    return "legacy"
+
+
+# ---------------------------------------------------------------------------------------------
+# CSV
+
+DELIMITERS = (",", ";", "\t", "|")
+DELIMITER_WORDS = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe"}
+
+
+def decode_text(data: bytes) -> tuple[bytes, str]:
+    """UTF-8 bytes of the text and the encoding it was read in. Raises ``Stop`` (FILE-011)."""
+    if data.startswith(b"\xef\xbb\xbf"):
+        body = data[3:]
+        try:
+            body.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise Stop(issue("FILE-011", detail=f"it starts as UTF-8 but byte {exc.start + 3} is not UTF-8")) from None
+        return body, "utf-8-sig"
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        try:
+            return data.decode("utf-16").encode("utf-8"), "utf-16"
+        except UnicodeDecodeError:
+            raise Stop(issue("FILE-011", detail="it is marked as UTF-16 but is not valid UTF-16")) from None
+    if b"\x00" in data[:65536]:
+        raise Stop(issue("FILE-011", detail="it contains binary data, or is UTF-16 text without a byte order mark"))
+    try:
+        data.decode("utf-8")
+        return data, "utf-8"
+    except UnicodeDecodeError:
+        pass
+    try:
+        return data.decode("cp1252").encode("utf-8"), "windows-1252"
+    except UnicodeDecodeError as exc:
+        raise Stop(issue("FILE-011", detail=f"it is neither UTF-8 nor Windows-1252 (byte {exc.start})")) from None
+
+
+def _first_line(text: bytes) -> bytes:
+    end = text.find(b"\n")
+    line = text if end < 0 else text[:end]
+    return line.rstrip(b"\r")
+
+
+def sniff_delimiter(header_line: bytes) -> str:
+    """The delimiter used in the header line: the most frequent of , ; tab | outside quotes."""
+    counts = {d: 0 for d in DELIMITERS}
+    quoted = False
+    for ch in header_line.decode("utf-8", "replace"):
+        if ch == '"':
+            quoted = not quoted
+        elif not quoted and ch in counts:
+            counts[ch] += 1
+    best = max(DELIMITERS, key=lambda d: (counts[d], d == ","))
+    return best if counts[best] else ","
+
+
+def read_csv(data: bytes, ctx: Context) -> RawTable:
+    text, encoding = decode_text(data)
+    text = text.rstrip(b"\r\n")
+    if not text.strip():
+        raise Stop(issue("FILE-006"))
+    delimiter = sniff_delimiter(_first_line(text))
+    header_text = text[: 1 << 20].decode("utf-8", "ignore")
+    header = next(csv.reader(io.StringIO(header_text, newline=""), delimiter=delimiter), [])
+    ctx.check_time()
+    table = _csv_arrow(text, header, delimiter)
+    if table is None:
+        ctx.check_time()
+        raw = _csv_python(text, header, delimiter, ctx)
+    else:
+        cols, n = table
+        raw = RawTable(header, cols, pa.array(range(2, n + 2), pa.int64()), "csv")
+    raw.meta.update(encoding=encoding, delimiter=DELIMITER_WORDS[delimiter])
+    return raw
+
+
+def _csv_arrow(text: bytes, header: list[str], delimiter: str) -> tuple[list[pa.Array], int] | None:
+    """Fast path: pyarrow.csv, every column as text. None if a row does not fit the header."""
+    import pyarrow.csv as pacsv
+
+    n = len(header)
+    if n == 0:
+        return None
+    names = [f"c{i}" for i in range(n)]
+    bad: list[int] = []
+
+    def on_invalid(row: Any) -> str:
+        bad.append(1)
+        return "skip"
+
+    try:
+        table = pacsv.read_csv(
+            io.BytesIO(text),
+            read_options=pacsv.ReadOptions(column_names=names, skip_rows=1, block_size=16 << 20),
+            parse_options=pacsv.ParseOptions(
+                delimiter=delimiter,
+                quote_char='"',
+                double_quote=True,
+                newlines_in_values=b'"' in text,
+                ignore_empty_lines=False,
+                invalid_row_handler=on_invalid,
+            ),
+            convert_options=pacsv.ConvertOptions(
+                column_types={c: pa.string() for c in names},
+                strings_can_be_null=False,
+                quoted_strings_can_be_null=False,
+                null_values=[],
+            ),
+        )
+    except (pa.ArrowInvalid, pa.ArrowException):
+        return None
+    if bad:
+        return None  # blank lines or ragged rows: the exact reader numbers rows correctly
+    return [table.column(i).combine_chunks() for i in range(n)], table.num_rows
+
+
+def _csv_python(text: bytes, header: list[str], delimiter: str, ctx: Context) -> RawTable:
+    """Exact reader for CSV files with blank lines or rows longer or shorter than the header."""
+    n = len(header)
+    cols: list[list[str]] = [[] for _ in range(n)]
+    rows: list[int] = []
+    issues: list[Issue] = []
+    reader = csv.reader(io.StringIO(text.decode("utf-8"), newline=""), delimiter=delimiter)
+    next(reader, None)
+    for i, rec in enumerate(reader):
+        if i % 50_000 == 0:
+            ctx.check_time()
+        if not rec:
+            continue
+        row = i + 2
+        if len(rec) > n:
+            if any(v.strip() for v in rec[n:]):
+                if len(issues) < 100:
+                    issues.append(issue("ROW-002", row=row, found=len(rec), expected=n,
+                                        delimiter=DELIMITER_WORDS[delimiter]))
+            rec = rec[:n]
+        elif len(rec) < n:
+            rec = rec + [""] * (n - len(rec))
+        for j in range(n):
+            cols[j].append(rec[j])
+        rows.append(row)
+    return RawTable(header, [pa.array(c, pa.string()) for c in cols], pa.array(rows, pa.int64()), "csv", issues)
+
+
+# ---------------------------------------------------------------------------------------------
+# XLSX
+
+
+def col_letter(idx: int) -> str:
+    s = ""
+    idx += 1
+    while idx:
+        idx, r = divmod(idx - 1, 26)
+        s = chr(65 + r) + s
+    return s
+
+
+def _cell_ref(row0: int, col0: int) -> str:
+    return f"{col_letter(col0)}{row0 + 1}"
+
+
+def inspect_zip(data: bytes, ctx: Context) -> zipfile.ZipFile:
+    """Open the package and check its central directory before anything is decompressed."""
+    try:
+        zf = zipfile.ZipFile(io.BytesIO(data))
+        infos = zf.infolist()
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError):
+        raise ctx.unreadable("it is damaged or incomplete (perhaps cut short while copying)") from None
+    lim = ctx.limits
+    if len(infos) > lim.max_zip_entries:
+        raise Stop(issue("FILE-005", size_mb="?", limit_mb=f"{lim.max_uncompressed_mb:g}",
+                         detail=f"it has {len(infos)} parts, more than {lim.max_zip_entries}"))
+    total = sum(i.file_size for i in infos)
+    if total > lim.max_uncompressed_bytes:
+        raise Stop(issue("FILE-005", size_mb=f"{total / MB:,.0f}", limit_mb=f"{lim.max_uncompressed_mb:g}",
+                         detail=f"{len(data) / MB:,.1f} MB compressed"))
+    for i in infos:
+        if i.file_size > MB and i.file_size > lim.max_compression_ratio * max(i.compress_size, 1):
+            raise Stop(issue("FILE-005", size_mb=f"{total / MB:,.0f}", limit_mb=f"{lim.max_uncompressed_mb:g}",
+                             detail=f"one part expands {i.file_size / max(i.compress_size, 1):,.0f} times, "
+                                    f"more than the {lim.max_compression_ratio:g} times allowed"))
+        if i.flag_bits & 0x1:
+            raise Stop(issue("FILE-004"))
+    names = {i.filename for i in infos}
+    if any(n.lower().endswith("vbaproject.bin") for n in names):
+        raise Stop(issue("FILE-003"))
+    if "[Content_Types].xml" in names:
+        ct = _read_member(zf, "[Content_Types].xml", 4 * MB, ctx)
+        if b"macroenabled" in ct.lower():
+            raise Stop(issue("FILE-003"))
+    if "xl/workbook.xml" not in names and not any(n.lower().endswith("workbook.xml") for n in names):
+        found = "a zip archive"
+        if any(n.startswith("word/") for n in names):
+            found = "a Word document"
+        elif any(n.startswith("ppt/") for n in names):
+            found = "a PowerPoint presentation"
+        elif "mimetype" in names and b"spreadsheet" in _read_member(zf, "mimetype", 1000, ctx):
+            found = "an OpenDocument spreadsheet (.ods)"
+        raise Stop(issue("FILE-008", found=found, accepted=ctx.accepted))
+    return zf
+
+
+def _read_member(zf: zipfile.ZipFile, name: str, cap: int, ctx: Context) -> bytes:
+    try:
+        with zf.open(name) as fh:
+            out = fh.read(cap + 1)
+    except (zipfile.BadZipFile, OSError, EOFError, RuntimeError, NotImplementedError, ValueError):
+        raise ctx.unreadable("a part of the workbook is damaged") from None
+    if len(out) > cap:
+        raise Stop(issue("FILE-005", size_mb=f"> {cap / MB:g}", limit_mb=f"{cap / MB:g}", detail=f"the part {name} is too large"))
+    return out
+
+
+_F_RE = re.compile(rb"<(?:[A-Za-z_][\w.-]*:)?f[\s/>]")
+_C_RE = re.compile(rb"<(?:[A-Za-z_][\w.-]*:)?c\s[^>]*?\br=\"([A-Z]{1,3}\d{1,7})\"")
+_ROW_END = re.compile(rb"</(?:[A-Za-z_][\w.-]*:)?row>")
+
+
+def _sheet_part(zf: zipfile.ZipFile, sheet_name: str, ctx: Context) -> str | None:
+    """The zip path of the worksheet called ``sheet_name`` (workbook.xml + its relationships)."""
+    from defusedxml import ElementTree as DET
+
+    try:
+        wb = DET.fromstring(_read_member(zf, "xl/workbook.xml", 16 * MB, ctx))
+        rels = DET.fromstring(_read_member(zf, "xl/_rels/workbook.xml.rels", 16 * MB, ctx))
+    except Stop:
+        raise
+    except Exception:
+        return None
+    rid = None
+    for el in wb.iter():
+        if el.tag.endswith("}sheet") or el.tag == "sheet":
+            if el.get("name") == sheet_name:
+                rid = next((v for k, v in el.attrib.items() if k.endswith("}id")), None)
+                break
+    if rid is None:
+        return None
+    for el in rels.iter():
+        if el.get("Id") == rid:
+            target = el.get("Target") or ""
+            if target.startswith("/"):
+                return target.lstrip("/")
+            return "xl/" + target
+    return None
+
+
+def find_formulas(zf: zipfile.ZipFile, part: str, ctx: Context, cap: int = 50) -> tuple[list[str], int]:
+    """Cells of the sheet XML that hold a formula: streamed, a row at a time (first ``cap`` refs, count)."""
+    refs: list[str] = []
+    count = 0
+    carry = b""
+    try:
+        fh = zf.open(part)
+    except KeyError:
+        return refs, 0
+    with fh:
+        while True:
+            chunk = fh.read(4 << 20)
+            buf = carry + chunk
+            if not chunk:
+                cut = len(buf)
+            else:
+                last = None
+                for last in _ROW_END.finditer(buf, max(0, len(buf) - (8 << 20))):
+                    pass
+                cut = last.end() if last else 0
+                if cut == 0 and len(buf) < (64 << 20):
+                    carry = buf
+                    continue
+                cut = cut or len(buf)
+            block, carry = buf[:cut], buf[cut:]
+            if _F_RE.search(block):
+                cells = [(m.start(), m.group(1).decode()) for m in _C_RE.finditer(block)]
+                k = 0
+                ref = "?"
+                for m in _F_RE.finditer(block):
+                    while k < len(cells) and cells[k][0] < m.start():
+                        ref = cells[k][1]
+                        k += 1
+                    count += 1
+                    if len(refs) < cap and (not refs or refs[-1] != ref):
+                        refs.append(ref)
+            ctx.check_time()
+            if not chunk:
+                break
+    return refs, count
+
+
+def cell_text(v: Any) -> str:
+    """A calamine cell value as text: numbers as Excel shows them (15 significant digits)."""
+    t = type(v)
+    if t is str:
+        return v
+    if t is float:
+        if v.is_integer() and abs(v) < 1e15:
+            return str(int(v))
+        return f"{v:.15g}"
+    if t is int:
+        return str(v)
+    if t is bool:
+        return "true" if v else "false"
+    if t is dt.datetime:
+        if v.time() == dt.time(0):
+            return v.date().isoformat()
+        return v.isoformat(sep=" ")
+    if t is dt.date:
+        return v.isoformat()
+    if v is None:
+        return ""
+    return str(v)
+
+
+def read_xlsx(data: bytes, ctx: Context, sheet_chooser: Callable[[list[str]], str | None]) -> RawTable:
+    from python_calamine import CalamineWorkbook, PasswordError, SheetTypeEnum, SheetVisibleEnum
+
+    zf = inspect_zip(data, ctx)
+    ctx.check_time()
+    try:
+        wb = CalamineWorkbook.from_filelike(io.BytesIO(data))
+        meta = wb.sheets_metadata
+    except PasswordError:
+        raise Stop(issue("FILE-004")) from None
+    except Exception:
+        raise ctx.unreadable("its workbook structure is damaged") from None
+    sheets = [m.name for m in meta if m.typ == SheetTypeEnum.WorkSheet and m.visible == SheetVisibleEnum.Visible]
+    all_sheets = [m.name for m in meta]
+    chosen = sheet_chooser(sheets)
+    if chosen is None:
+        raise Stop(issue("FILE-014", detail="" if not all_sheets else " (every sheet is hidden or a chart)", sheet=ctx.dataset))
+    try:
+        sheet = wb.get_sheet_by_name(chosen)
+    except Exception:
+        raise ctx.unreadable(f"the sheet '{chosen}' is damaged") from None
+    ctx.check_time()
+    if sheet.height - 1 > ctx.limits.max_rows:
+        raise Stop(issue("ROW-001", rows=f"{sheet.height - 1:,}", limit=f"{ctx.limits.max_rows:,}", contact=ctx.contact))
+    issues: list[Issue] = []
+    merged = sheet.merged_cell_ranges or []
+    for (r0, c0), (r1, c1) in merged[:50]:
+        issues.append(issue("CELL-002", row=r0 + 1, cells=f"{_cell_ref(r0, c0)}:{_cell_ref(r1, c1)}"))
+    if len(merged) > 50:
+        issues.append(issue("CELL-002", cells=f"in {len(merged) - 50} more places"))
+    part = _sheet_part(zf, chosen, ctx)
+    if part:
+        refs, count = find_formulas(zf, part, ctx)
+        for ref in refs:
+            m = re.match(r"[A-Z]+(\d+)", ref)
+            issues.append(issue("CELL-001", row=int(m.group(1)) if m else None, cell=ref))
+        if count > len(refs):
+            issues.append(issue("CELL-001", cell=f"… and {count - len(refs)} more cells"))
+    try:
+        values = sheet.to_python()
+    except Exception:
+        raise ctx.unreadable(f"the sheet '{chosen}' could not be read") from None
+    ctx.check_time()
+    start_row, start_col = sheet.start or (0, 0)
+    if not values or not any(str(v).strip() for v in values[0]):
+        if not values:
+            raise Stop(issue("FILE-006"))
+    header = [cell_text(v).strip() for v in values[0]]
+    body = values[1:]
+    width = len(header)
+    columns: list[pa.Array] = []
+    for j in range(width):
+        col = [r[j] if j < len(r) else "" for r in body]
+        if all(type(v) is str for v in col):
+            columns.append(pa.array(col, pa.string()))
+        else:
+            columns.append(pa.array([cell_text(v) for v in col], pa.string()))
+    rows = pa.array(range(start_row + 2, start_row + 2 + len(body)), pa.int64())
+    letters = [col_letter(start_col + j) for j in range(width)]
+    raw = RawTable(header, columns, rows, "xlsx", issues, serial_dates=True, column_letters=letters)
+    raw.meta.update(sheet=chosen, sheets=all_sheets)
+    return raw
+
+
+# ---------------------------------------------------------------------------------------------
+# XML
+
+
+_RECORD_INDEX = re.compile(r"record\[(\d+)\]")
+
+
+def read_xml(data: bytes, ctx: Context, item_names: list[str], schema: Any) -> RawTable:
+    """Parse with defusedxml (no DTDs, entities or external references), validate, rows."""
+    from xml.etree.ElementTree import ParseError
+
+    from defusedxml import DefusedXmlException
+    from defusedxml import ElementTree as DET
+
+    if b"<!DOCTYPE" in data[:1 << 16].upper() or b"<!ENTITY" in data.upper():
+        raise Stop(issue("FILE-007"))
+    try:
+        root = DET.fromstring(data, forbid_dtd=True, forbid_entities=True, forbid_external=True)
+    except DefusedXmlException:
+        raise Stop(issue("FILE-007")) from None
+    except ParseError as exc:
+        line, col = getattr(exc, "position", (None, None))
+        where = f" at line {line}, column {col}" if line else ""
+        raise ctx.unreadable(f"it is not well-formed XML{where} (a tag is not closed, or a character such as & is not escaped)") from None
+    ctx.check_time()
+    issues: list[Issue] = []
+    names = set(item_names)
+    if schema is not None:
+        n = 0
+        for err in schema.iter_errors(root):
+            elem = getattr(err, "elem", None)
+            tag = elem.tag if elem is not None and isinstance(elem.tag, str) else None
+            if tag in names and elem is not None and len(elem) == 0 and _is_simple_type_error(err):
+                continue  # a value that is not of its type: reported as TYPE-001 with its row
+            m = _RECORD_INDEX.search(err.path or "")
+            reason = (err.reason or str(err.message) or "it does not fit the schema").rstrip(".")
+            where = f"{tag}: " if tag else ""
+            issues.append(issue("XSD-001", row=int(m.group(1)) + 1 if m else None, item=tag if tag in names else None,
+                                detail=f"{where}{_plain_reason(reason)}"))
+            n += 1
+            if n >= 50:
+                break
+            if n % 10 == 0:
+                ctx.check_time()
+    cols: dict[str, list[str | None]] = {name: [] for name in item_names}
+    rows: list[int] = []
+    k = 0
+    for rec in root:
+        if not isinstance(rec.tag, str) or _local(rec.tag) != "record":
+            continue
+        k += 1
+        vals = {_local(ch.tag): (ch.text or "") for ch in rec if isinstance(ch.tag, str)}
+        for name in item_names:
+            cols[name].append(vals.get(name))
+        rows.append(k + 1)
+        if k % 50_000 == 0:
+            ctx.check_time()
+    present = [name for name in item_names if any(v is not None for v in cols[name])] if rows else list(item_names)
+    raw = RawTable(present, [pa.array(cols[n], pa.string()) for n in present], pa.array(rows, pa.int64()), "xml", issues)
+    raw.meta.update(root=_local(root.tag), attributes={k: v for k, v in root.attrib.items() if isinstance(k, str)})
+    return raw
+
+
+def _local(tag: str) -> str:
+    return tag.rsplit("}", 1)[-1]
+
+
+def _is_simple_type_error(err: Any) -> bool:
+    v = getattr(err, "validator", None)
+    name = type(v).__name__
+    return name.startswith(("XsdAtomic", "XsdSimple", "XsdUnion", "XsdList", "XsdRestriction")) or (
+        getattr(v, "is_simple", lambda: False)() if callable(getattr(v, "is_simple", None)) else False
+    )
+
+
+def _plain_reason(reason: str) -> str:
+    reason = re.sub(r"\bTag\b", "element", reason)
+    reason = re.sub(r"\{[^}]*\}", "", reason)
+    return reason.replace("'", "")
