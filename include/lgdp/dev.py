@@ -171,3 +171,6 @@ def register(sub: argparse._SubParsersAction) -> None:  # noqa: SLF001 - argpars
     demo.add_argument("--smoke", action="store_true", help="start, check every return DAG is listed, stop")
     demo.add_argument("--quiet", action="store_true", help="hide Airflow's own output")
     demo.set_defaults(func=_demo)
+    from lgdp.devservices.cli import register as register_devservices  # lgdp dev m365
+
+    register_devservices(dev)
