@@ -199,6 +199,18 @@ def test_graph_calls_need_a_token_the_stand_in_issued(m365):
     assert httpx.get(url, headers={"Authorization": f"Bearer {m365.issue_token()}"}).status_code == 200
 
 
+def test_the_token_endpoint_certificate_is_verified(m365, monkeypatch):
+    """The connection trusts the generated certificate by path; without it TLS fails, loudly."""
+    from airflow.providers.microsoft.azure.hooks.msgraph import KiotaRequestAdapterHook
+
+    monkeypatch.setenv("AIRFLOW_CONN_MSGRAPH_SHAREPOINT", m365.connection_uri(verify=True))
+    with pytest.raises(GraphError, match="token request failed"):
+        SharePointDrive().get_item_sync("")
+    KiotaRequestAdapterHook.cached_request_adapters.pop("msgraph_sharepoint", None)
+    monkeypatch.setenv("AIRFLOW_CONN_MSGRAPH_SHAREPOINT", m365.connection_uri(verify=False))
+    assert SharePointDrive().get_item_sync("").is_folder
+
+
 @pytest.mark.parametrize("status", [429, 503])
 def test_throttling_within_the_sdk_retries_succeeds_without_losing_requests(m365, status):
     m365.put_file(f"{FOLDER}/a.xlsx", b"PK")
@@ -226,6 +238,16 @@ def test_throttling_beyond_the_sdk_retries_raises_graph_throttled(m365, status):
     # once the service recovers the same call works
     m365.clear_faults()
     assert [i.name for i in SharePointDrive().list_folder_sync(FOLDER)] == ["a.xlsx"]
+
+
+def test_a_retry_after_of_three_minutes_or_more_is_not_waited_for_by_the_sdk(m365):
+    """kiota skips the retry when the delay would be 180 s or more: the caller decides at once."""
+    m365.inject_fault(status=429, retry_after=600, count=1, path_contains="S12000036")
+    started = time.monotonic()
+    with pytest.raises(GraphThrottled) as caught:
+        SharePointDrive().list_folder_sync(FOLDER)
+    assert caught.value.retry_after_seconds == 600.0 and time.monotonic() - started < 10
+    assert len(_graph_requests(m365, "S12000036")) == 1
 
 
 def test_binary_uploads_are_not_retried_by_the_sdk_so_the_throttle_surfaces_at_once(m365):

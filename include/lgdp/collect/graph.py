@@ -224,7 +224,7 @@ class SharePointDrive:
     ) -> bytes | None:
         """One Graph request through the hook; the raw body (None when empty) or a GraphError."""
         import httpx
-        from azure.core.exceptions import ClientAuthenticationError
+        from azure.core.exceptions import AzureError, ClientAuthenticationError
         from kiota_abstractions.api_error import APIError
 
         what = f"{method} {url}"
@@ -253,6 +253,8 @@ class SharePointDrive:
             raise GraphError(status, f"{what}: {e.message or 'request failed'}") from e
         except ClientAuthenticationError as e:
             raise GraphAuthError(None, f"{what}: could not get a token: {e.message}") from e
+        except AzureError as e:  # azure-identity could not reach the token endpoint (network, TLS)
+            raise GraphError(None, f"{what}: token request failed: {type(e).__name__}: {e.message}") from e
         except httpx.TimeoutException as e:
             raise GraphError(None, f"{what}: timed out ({type(e).__name__})") from e
         except httpx.TransportError as e:
