@@ -151,6 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     from lgdp import cli_ledger
 
     cli_ledger.register(sub)
+    __import__("lgdp.parse.cli", fromlist=["register"]).register(sub)  # lgdp check FILE
     return parser
 
 

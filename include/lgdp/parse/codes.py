@@ -120,7 +120,7 @@ _DEFS = [
             "{shown} in '{wording}' is not {what}. {expected}"),
     # -- identity -------------------------------------------------------------------------------
     CodeDef("ID-001", "error", "Rows for another council",
-            "{detail} names {other}, but this file was sent for {council}. Send only your council's "
+            "{detail} {other}, but this file was sent for {council}. Send only your council's "
             "data, from your own folder."),
     CodeDef("ID-002", "error", "File for a different return",
             "This file looks like the {other} return ({evidence}), not {this}. Upload it to the "

@@ -111,22 +111,58 @@ def to_boolean(s: pa.Array) -> pa.Array:
     return pc.if_else(t, True, pc.if_else(f, pa.scalar(False), pa.scalar(None, pa.bool_())))
 
 
+def _slice(s: pa.Array, a: int, b: int) -> pa.Array:
+    return pc.utf8_slice_codeunits(s, a, b)
+
+
+def _valid_ymd(norm: pa.Array) -> pa.Array:
+    """True where ``norm`` (YYYY-MM-DD) is a real calendar date (no 31/02, no month 13, no year 0)."""
+    y = pc.cast(_slice(norm, 0, 4), pa.int32())
+    m = pc.cast(_slice(norm, 5, 7), pa.int32())
+    d = pc.cast(_slice(norm, 8, 10), pa.int32())
+    def mod(a: pa.Array, k: int) -> pa.Array:
+        return pc.subtract(a, pc.multiply(pc.divide(a, k), k))  # integer division truncates
+
+    leap = pc.and_(pc.equal(mod(y, 4), 0), pc.or_(pc.not_equal(mod(y, 100), 0), pc.equal(mod(y, 400), 0)))
+    feb = pc.if_else(leap, 29, 28)
+    short = pc.is_in(m, value_set=pa.array([4, 6, 9, 11], pa.int32()))
+    dim = pc.if_else(pc.equal(m, 2), feb, pc.if_else(short, 30, 31))
+    ok = pc.and_(pc.and_(pc.greater_equal(y, 1), pc.and_(pc.greater_equal(m, 1), pc.less_equal(m, 12))),
+                 pc.and_(pc.greater_equal(d, 1), pc.less_equal(d, dim)))
+    return pc.fill_null(ok, False)
+
+
+def _any(mask: pa.Array) -> bool:
+    return bool(pc.any(mask).as_py())
+
+
 def to_date(s: pa.Array, serial_dates: bool) -> pa.Array:
-    iso = pc.extract_regex(s, _ISO)
-    dmy = pc.extract_regex(s, _DMY)
-    y = pc.coalesce(pc.struct_field(iso, "y"), pc.struct_field(dmy, "y"))
-    m = pc.coalesce(pc.struct_field(iso, "m"), pc.struct_field(dmy, "m"))
-    d = pc.coalesce(pc.struct_field(iso, "d"), pc.struct_field(dmy, "d"))
-    norm = pc.binary_join_element_wise(y, pc.utf8_lpad(m, 2, "0"), pc.utf8_lpad(d, 2, "0"), "-")
-    ts = pc.strptime(norm, format="%Y-%m-%d", unit="s", error_is_null=True)
-    same = pc.fill_null(pc.equal(pc.strftime(ts, format="%Y-%m-%d"), norm), False)  # 31/02 rolls over: refuse
-    out = pc.cast(pc.if_else(same, ts, pa.scalar(None, ts.type)), pa.date32())
+    null_str = pa.scalar(None, pa.string())
+    iso = pc.fill_null(pc.match_substring_regex(s, r"^\d{4}-\d{2}-\d{2}$"), False)
+    norm = pc.if_else(iso, s, null_str)
+    rest = pc.and_(pc.is_valid(s), pc.invert(iso))
+    if _any(rest):  # DD/MM/YYYY is the next most common: slice it, no regex groups
+        dmy = pc.and_(rest, pc.fill_null(pc.match_substring_regex(s, r"^\d{2}/\d{2}/\d{4}$"), False))
+        if _any(dmy):
+            joined = pc.binary_join_element_wise(_slice(s, 6, 10), _slice(s, 3, 5), _slice(s, 0, 2), "-")
+            norm = pc.coalesce(norm, pc.if_else(dmy, joined, null_str))
+            rest = pc.and_(rest, pc.invert(dmy))
+    if _any(rest):  # everything else: single digits, - or . separators, midnight times
+        iso_x = pc.extract_regex(s, _ISO)
+        dmy_x = pc.extract_regex(s, _DMY)
+        y = pc.coalesce(pc.struct_field(iso_x, "y"), pc.struct_field(dmy_x, "y"))
+        m = pc.coalesce(pc.struct_field(iso_x, "m"), pc.struct_field(dmy_x, "m"))
+        d = pc.coalesce(pc.struct_field(iso_x, "d"), pc.struct_field(dmy_x, "d"))
+        general = pc.binary_join_element_wise(y, pc.utf8_lpad(m, 2, "0"), pc.utf8_lpad(d, 2, "0"), "-")
+        norm = pc.coalesce(norm, pc.if_else(rest, general, null_str))
+    ok = _valid_ymd(norm)
+    out = pc.cast(pc.if_else(ok, norm, null_str), pa.date32())
     if serial_dates:
-        is_serial = pc.fill_null(pc.match_substring_regex(s, _SERIAL), False)
-        if pc.any(is_serial).as_py():
+        is_serial = pc.and_(pc.is_null(out), pc.fill_null(pc.match_substring_regex(s, _SERIAL), False))
+        if _any(is_serial):
             n = pc.cast(pc.replace_substring_regex(_valid_or_null(s, is_serial), r"\.0+$", ""), pa.int64())
             ok = pc.fill_null(pc.and_(pc.and_(pc.greater_equal(n, 1), pc.less_equal(n, MAX_SERIAL)), pc.not_equal(n, 60)), False)
-            days = pc.subtract(n, pc.if_else(pc.less(n, 60), EXCEL_EPOCH_OFFSET + 1, EXCEL_EPOCH_OFFSET))
+            days = pc.subtract(n, pc.if_else(pc.less(n, 60), EXCEL_EPOCH_OFFSET - 1, EXCEL_EPOCH_OFFSET))
             serial = pc.cast(pc.cast(_valid_or_null(days, ok), pa.int32()), pa.date32())
             out = pc.coalesce(out, serial)
     return out
@@ -138,12 +174,13 @@ def coerce_column(
     rows: pa.Array,
     serial_dates: bool,
     budget: list[int],
+    cleaned: pa.Array | None = None,
 ) -> tuple[pa.Array, list[Issue]]:
     """The typed column for ``item`` and a TYPE-001 issue per cell that is not of its type.
 
     ``budget`` is a one-element list: how many more TYPE-001 issues may be listed one by one.
     """
-    s = blank_to_null(raw)
+    s = blank_to_null(raw) if cleaned is None else cleaned
     t = item.type
     if t in (ItemType.string, ItemType.code):
         return s, []

@@ -322,7 +322,7 @@ def _finish(loaded: LoadedSpec, raw: RawTable, issues: list[Issue], council_code
         if idx is None:
             arrays.append(pa.nulls(n, ARROW_TYPES[it.type]))
             continue
-        typed, found = coerce_column(it, raw.columns[idx], raw.row_numbers, raw.serial_dates, budget)
+        typed, found = coerce_column(it, raw.columns[idx], raw.row_numbers, raw.serial_dates, budget, cleaned[idx])
         issues += found
         arrays.append(typed)
         ctx.check_time()
@@ -344,11 +344,11 @@ def _council_issues(loaded: LoadedSpec, raw: RawTable, table: pa.Table, council_
     out: list[Issue] = []
     said = (raw.meta.get("attributes") or {}).get("council") if raw.format == "xml" else None
     if said and said.strip().upper() != council_code.upper() and said.strip().upper() in names:
-        out.append(issue("ID-001", value=said, detail="The file's council attribute", other=label(said.strip().upper()),
+        out.append(issue("ID-001", value=said, detail="The file's council attribute names", other=label(said.strip().upper()),
                          council=label(council_code)))
     if item is None:
         return out
-    col = pc.utf8_upper(table.column(item.name).combine_chunks())
+    col = pc.ascii_upper(table.column(item.name).combine_chunks())
     known = pa.array(sorted(c for c in names if c != council_code.upper()))
     other = pc.fill_null(pc.is_in(col, value_set=known), False)
     if not pc.any(other).as_py():
@@ -358,7 +358,7 @@ def _council_issues(loaded: LoadedSpec, raw: RawTable, table: pa.Table, council_
     for entry in sorted(counts, key=lambda e: -e["counts"])[:10]:
         code, count = entry["values"], entry["counts"]
         first = pc.filter(rows, pc.fill_null(pc.equal(col, code), False))[0].as_py()
-        detail = f"Row {first}" if count == 1 else f"{count:,} rows (the first is row {first})"
+        detail = f"Row {first} names" if count == 1 else f"{count:,} rows (the first is row {first}) name"
         out.append(issue("ID-001", row=first, item=item.name, value=code, detail=detail, other=label(code),
                          council=label(council_code)))
     return out
