@@ -162,7 +162,8 @@ def _parse(
     try:
         why = unsafe_name(filename)
         if why:
-            raise Stop(issue("FILE-010", name=repr(filename[:80]), detail=why))
+            shown = "".join(ch if ch.isprintable() else "?" for ch in filename[:80])
+            raise Stop(issue("FILE-010", name=f"'{shown}'", detail=why))
         if len(data) > limits.max_file_bytes:
             raise Stop(issue("FILE-002", size_mb=f"{len(data) / MB:,.1f}", limit_mb=f"{limits.max_file_mb:g}", contact=ctx.contact))
         if not data or (not data[:4096].strip(b" \t\r\n\x00\xef\xbb\xbf") and not data.strip(b" \t\r\n\x00\xef\xbb\xbf")):
