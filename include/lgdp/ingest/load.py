@@ -1,0 +1,143 @@
+"""Load a parsed submission version into its return's staging table: one transaction, COPY.
+
+``load_version`` streams the Arrow table to PostgreSQL with ``COPY ... FROM STDIN (FORMAT binary)``:
+each record batch is written as CSV by pyarrow's C++ writer (with the version, council, period
+and row-number columns in front) and sent on the caller's connection while the server ingests the
+previous batch. (PostgreSQL's binary COPY was measured too: see ``docs/benchmarks.md``.)
+
+Transaction. Everything runs inside the caller's transaction (a Session, a Connection from
+``engine.begin()``, or a psycopg connection), inside a savepoint: a failure part-way (a duplicate
+row number, a value the column refuses, a dropped connection) leaves no row of the version behind
+and the caller's transaction usable, for instance to record the failure. The rows become visible
+when the caller commits, together with whatever else it recorded.
+
+Idempotency. A transaction-scoped advisory lock on the version id serialises loads of the same
+version (a retry running beside a zombie task waits for it). If the version already has rows,
+nothing is loaded and their count is returned: a version's file is immutable, so its rows are the
+same. ``replace=True`` deletes them and loads again in the same transaction (for a parser fix).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from psycopg import sql
+from psycopg.copy import QueuedLibpqWriter
+
+from lgdp.ingest import pgbinary
+from lgdp.ingest._conn import raw_connection
+from lgdp.ingest.arrow import ROW_NUMBER
+from lgdp.ingest.staging import META_COLUMNS, ensure_staging_table, staging_columns, staging_table
+from lgdp.specs.load import LoadedSpec
+from lgdp.specs.model import ItemType
+
+log = logging.getLogger(__name__)
+
+# pg_advisory_xact_lock(classid, objid): this class id marks staging loads ("LGDL" in ASCII).
+LOAD_LOCK_CLASS = 0x4C47444C
+BATCH_ROWS = 65_536
+
+
+def _prepared(loaded: LoadedSpec, table: pa.Table) -> pa.Table:
+    """The item columns and row numbers, in staging order, with types PostgreSQL reads exactly."""
+    missing = [it.name for it in loaded.items if it.name not in table.column_names]
+    if ROW_NUMBER not in table.column_names:
+        missing.append(ROW_NUMBER)
+    if missing:
+        raise ValueError(f"the parsed table for {loaded.id!r} has no column(s): {', '.join(missing)}")
+    cols: list[pa.ChunkedArray] = [table.column(ROW_NUMBER).cast(pa.int32())]
+    for it in loaded.items:
+        col = table.column(it.name)
+        if it.type == ItemType.integer and not pa.types.is_integer(col.type):
+            col = col.cast(pa.int64())  # safe cast: 3.0 → 3, 3.5 raises
+        elif it.type == ItemType.date and not pa.types.is_date(col.type):
+            col = col.cast(pa.date32())
+        elif it.type in (ItemType.string, ItemType.code) and pa.types.is_dictionary(col.type):
+            col = col.cast(pa.string())
+        elif it.type == ItemType.decimal and pa.types.is_floating(col.type):
+            col = pc.if_else(pc.is_finite(col), col, None)  # NaN/inf have no place in numeric
+        cols.append(col)
+    return pa.table(cols, names=["_row_number", *(it.name for it in loaded.items)])
+
+
+def _copy_sql(loaded: LoadedSpec) -> sql.Composed:
+    names = [name for name, _ in META_COLUMNS] + [it.name for it in loaded.items]
+    return sql.SQL("COPY {} ({}) FROM STDIN (FORMAT binary)").format(
+        staging_table(loaded), sql.SQL(", ").join(sql.Identifier(n) for n in names)
+    )
+
+
+def _tuples(data: pa.Table, loaded: LoadedSpec, version_id: int, council_code: str, period: str):
+    """Binary COPY tuples per record batch, with the version, council and period in front."""
+    prefix = pgbinary.constant_fields([(version_id, "bigint"), (council_code, "text"), (period, "text")])
+    types = [pgtype for _, pgtype in staging_columns(loaded)][3:]
+    n_fields = len(types) + 3
+    for batch in data.to_batches(max_chunksize=BATCH_ROWS):
+        yield pgbinary.encode_tuples(prefix, n_fields, list(zip(batch.columns, types)))
+
+
+def loaded_rows(conn: Any, loaded: LoadedSpec, version_id: int) -> int:
+    """How many rows of the version are in the staging table (0 if the table does not exist)."""
+    raw = raw_connection(conn)
+    if raw.execute("SELECT to_regclass(%s)", (staging_table(loaded).as_string(raw),)).fetchone()[0] is None:
+        return 0
+    return raw.execute(
+        sql.SQL("SELECT count(*) FROM {} WHERE _submission_version_id = %s").format(staging_table(loaded)),
+        (version_id,),
+    ).fetchone()[0]
+
+
+def load_version(
+    conn: Any,
+    loaded: LoadedSpec,
+    version_id: int,
+    council_code: str,
+    period: str,
+    table: pa.Table,
+    *,
+    replace: bool = False,
+) -> int:
+    """Load a version's parsed rows into ``lgdp_staging."<return_id>"``; returns its row count.
+
+    ``conn``: a SQLAlchemy Session or Connection (in a transaction) or a psycopg Connection; the
+    load shares its transaction (see the module docstring for the savepoint, the lock and what a
+    re-run does). ``table``: one column per spec item plus ``_row_number``
+    (``lgdp.parse.ParseResult.table``).
+    """
+    data = _prepared(loaded, table)
+    raw = raw_connection(conn)
+    if raw.autocommit:  # no caller's transaction to share: make one
+        with raw.transaction():
+            return _load(raw, loaded, version_id, council_code, period, data, replace)
+    return _load(raw, loaded, version_id, council_code, period, data, replace)
+
+
+def _load(raw, loaded: LoadedSpec, version_id: int, council_code: str, period: str, data: pa.Table, replace: bool) -> int:
+    table = staging_table(loaded)
+    # Any statement starts the caller's (implicit) transaction, so the block below is a savepoint.
+    raw.execute("SELECT pg_advisory_xact_lock(%s, %s)", (LOAD_LOCK_CLASS, version_id))
+    with raw.transaction():
+        ensure_staging_table(raw, loaded)
+        existing = loaded_rows(raw, loaded, version_id)
+        if existing and not replace:
+            log.info("version %s: %d rows already in staging; nothing loaded", version_id, existing)
+            return existing
+        if existing:
+            raw.execute(sql.SQL("DELETE FROM {} WHERE _submission_version_id = %s").format(table), (version_id,))
+        with raw.cursor() as cur:
+            # A writer thread sends while this one encodes the next batch (numpy and Arrow release
+            # the GIL), so on two cores the encoding hides behind the server's work.
+            with cur.copy(_copy_sql(loaded), writer=QueuedLibpqWriter(cur)) as copy:
+                copy.write(pgbinary.HEADER)
+                for chunk in _tuples(data, loaded, version_id, council_code, period):
+                    copy.write(chunk)
+                copy.write(pgbinary.TRAILER)
+            count = cur.rowcount if cur.rowcount >= 0 else data.num_rows
+    log.info("version %s: %d rows loaded into staging for %s", version_id, count, loaded.id)
+    return count
+
+
+__all__ = ["BATCH_ROWS", "LOAD_LOCK_CLASS", "load_version", "loaded_rows"]
