@@ -387,3 +387,11 @@ def test_issue_shape():
     result = ta_with("households", ["x"])
     [found] = result.issues
     assert isinstance(found, Issue) and found.as_dict()["row"] == 2
+
+
+def test_extension_that_does_not_match_the_content_is_a_query():
+    loaded = any_format(SPECS["clas"])
+    data = file_bytes(loaded, synth_rows(loaded, 3), "xlsx")
+    result = parse(loaded, "clas.csv", data)
+    assert [(i.code, i.severity) for i in result.issues] == [("FILE-013", "query")]
+    assert result.format == "xlsx" and result.rows == 3

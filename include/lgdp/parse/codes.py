@@ -55,9 +55,8 @@ _DEFS = [
             "(in Excel: File > Info > Protect Workbook > Encrypt with Password, clear the box), save "
             "and upload it again.", True),
     CodeDef("FILE-005", "error", "Compressed content too large",
-            "The workbook would take {size_mb} MB of memory once opened ({detail}), more than the "
-            "{limit_mb} MB allowed. Remove empty formatted rows and columns or other sheets, save and "
-            "upload it again.", True),
+            "The workbook is too large once opened: {detail}. Remove empty formatted rows and columns, "
+            "pictures and other sheets, save and upload it again.", True),
     CodeDef("FILE-006", "error", "Empty file",
             "The file is empty. Upload the completed return.", True),
     CodeDef("FILE-007", "error", "Unsafe XML",

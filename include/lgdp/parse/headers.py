@@ -90,8 +90,6 @@ def header_issues(loaded: LoadedSpec, headers: list[str], hm: HeaderMap, letters
             hint = f" Did you mean '{candidates[guess[0]]}'?"
         out.append(issue("HDR-002", row=1, value=headers[i], header=headers[i], hint=hint))
     for name, idx in hm.duplicates.items():
-        where = ", ".join(f"column {letters[i]}" if letters else f"'{headers[i]}'" for i in idx)
-        if letters:
-            where = ", ".join(f"'{headers[i]}' in column {letters[i]}" for i in idx)
+        where = ", ".join(f"'{headers[i]}' in column {letters[i] if letters else i + 1}" for i in idx)
         out.append(issue("HDR-003", row=1, item=name, name=name, headers=where))
     return out

@@ -283,17 +283,15 @@ def inspect_zip(data: bytes, ctx: Context) -> zipfile.ZipFile:
         raise ctx.unreadable("it is damaged or incomplete (perhaps cut short while copying)") from None
     lim = ctx.limits
     if len(infos) > lim.max_zip_entries:
-        raise Stop(issue("FILE-005", size_mb="?", limit_mb=f"{lim.max_uncompressed_mb:g}",
-                         detail=f"it has {len(infos)} parts, more than {lim.max_zip_entries}"))
+        raise Stop(issue("FILE-005", detail=f"it has {len(infos):,} parts, more than the {lim.max_zip_entries:,} allowed"))
     total = sum(i.file_size for i in infos)
     if total > lim.max_uncompressed_bytes:
-        raise Stop(issue("FILE-005", size_mb=f"{total / MB:,.0f}", limit_mb=f"{lim.max_uncompressed_mb:g}",
-                         detail=f"{len(data) / MB:,.1f} MB compressed"))
+        raise Stop(issue("FILE-005", detail=f"it expands from {len(data) / MB:,.2f} MB to {total / MB:,.0f} MB, "
+                                            f"more than the {lim.max_uncompressed_mb:g} MB allowed"))
     for i in infos:
         if i.file_size > MB and i.file_size > lim.max_compression_ratio * max(i.compress_size, 1):
-            raise Stop(issue("FILE-005", size_mb=f"{total / MB:,.0f}", limit_mb=f"{lim.max_uncompressed_mb:g}",
-                             detail=f"one part expands {i.file_size / max(i.compress_size, 1):,.0f} times, "
-                                    f"more than the {lim.max_compression_ratio:g} times allowed"))
+            raise Stop(issue("FILE-005", detail=f"one part expands {i.file_size / max(i.compress_size, 1):,.0f} times, "
+                                                f"more than the {lim.max_compression_ratio:g} times allowed"))
         if i.flag_bits & 0x1:
             raise Stop(issue("FILE-004"))
     names = {i.filename for i in infos}
@@ -322,7 +320,7 @@ def _read_member(zf: zipfile.ZipFile, name: str, cap: int, ctx: Context) -> byte
     except (zipfile.BadZipFile, OSError, EOFError, RuntimeError, NotImplementedError, ValueError):
         raise ctx.unreadable("a part of the workbook is damaged") from None
     if len(out) > cap:
-        raise Stop(issue("FILE-005", size_mb=f"> {cap / MB:g}", limit_mb=f"{cap / MB:g}", detail=f"the part {name} is too large"))
+        raise Stop(issue("FILE-005", detail=f"its part {name} is larger than {cap / MB:g} MB"))
     return out
 
 
@@ -379,7 +377,7 @@ def find_formulas(zf: zipfile.ZipFile, part: str, ctx: Context, cap: int = 50) -
                 cut = max(buf.rfind(b"</row>") + 6, buf.rfind(b":row>") + 5)  # after the last </row> (or </x:row>)
                 if cut < 6:
                     if len(buf) > (64 << 20):
-                        raise Stop(issue("FILE-005", size_mb="> 64", limit_mb="64", detail="one row of the sheet is too large"))
+                        raise Stop(issue("FILE-005", detail="one row of the sheet is larger than 64 MB"))
                     carry = buf
                     continue
             else:
@@ -442,7 +440,8 @@ def read_xlsx(data: bytes, ctx: Context, sheet_chooser: Callable[[list[str]], st
     all_sheets = [m.name for m in meta]
     chosen = sheet_chooser(sheets)
     if chosen is None:
-        raise Stop(issue("FILE-014", detail="" if not all_sheets else " (every sheet is hidden or a chart)", sheet=ctx.dataset))
+        found = ", ".join(f"'{n}'" for n in all_sheets[:10])
+        raise Stop(issue("FILE-014", detail=f" (it has only {found})" if found else "", sheet=ctx.dataset))
     try:
         sheet = wb.get_sheet_by_name(chosen)
     except Exception:
@@ -575,7 +574,7 @@ def read_xml(data: bytes, ctx: Context, item_names: list[str], schema: Any) -> R
                 continue  # a value that is not of its type: reported as TYPE-001 with its row
             m = _RECORD_INDEX.search(err.path or "")
             reason = (err.reason or str(err.message) or "it does not fit the schema").rstrip(".")
-            where = f"<{tag}>: " if tag else ""
+            where = f"in <{tag}>, " if tag else ""
             issues.append(issue("XSD-001", row=int(m.group(1)) + 1 if m else None, item=tag if tag in names else None,
                                 detail=f"{where}{_plain_reason(reason)}"))
             if len(issues) >= 50:
@@ -613,7 +612,20 @@ def _is_simple_type_error(err: Any) -> bool:
     )
 
 
+_REASONS = [
+    (re.compile(r"Unexpected child with tag '?(?:\{[^}]*\})?([\w.:-]+)'? at position \d+"),
+     r"<\1> is not allowed here (it is not one of the return's elements, or it is given twice)"),
+    (re.compile(r"is not an element of the schema"), "the outermost element is not the one the schema expects"),
+    (re.compile(r"attribute '?([\w.:-]+)'? not allowed for element"), r"the attribute \1 is not allowed here"),
+    (re.compile(r"character data between child elements not allowed"), "there is text between elements"),
+]
+
+
 def _plain_reason(reason: str) -> str:
-    reason = re.sub(r"\bTag\b", "element", reason)
+    for pattern, plain in _REASONS:
+        m = pattern.search(reason)
+        if m:
+            return m.expand(plain)
     reason = re.sub(r"\{[^}]*\}", "", reason)
+    reason = re.sub(r"\bchild with tag\b", "element", reason, flags=re.I)
     return reason.replace("'", "")
