@@ -574,9 +574,12 @@ def read_xml(data: bytes, ctx: Context, item_names: list[str], schema: Any) -> R
                 continue  # a value that is not of its type: reported as TYPE-001 with its row
             m = _RECORD_INDEX.search(err.path or "")
             reason = (err.reason or str(err.message) or "it does not fit the schema").rstrip(".")
-            where = f"in <{tag}>, " if tag else ""
+            if "is not an element of the schema" in reason:
+                detail = f"the outermost element must be <{ctx.dataset}> (without a namespace), not <{tag}>"
+            else:
+                detail = (f"in <{tag}>, " if tag else "") + _plain_reason(reason)
             issues.append(issue("XSD-001", row=int(m.group(1)) + 1 if m else None, item=tag if tag in names else None,
-                                detail=f"{where}{_plain_reason(reason)}"))
+                                detail=detail))
             if len(issues) >= 50:
                 break
         if len(root) > XSD_SAMPLE and len(issues) < 50:
@@ -615,8 +618,9 @@ def _is_simple_type_error(err: Any) -> bool:
 _REASONS = [
     (re.compile(r"Unexpected child with tag '?(?:\{[^}]*\})?([\w.:-]+)'? at position \d+"),
      r"<\1> is not allowed here (it is not one of the return's elements, or it is given twice)"),
-    (re.compile(r"is not an element of the schema"), "the outermost element is not the one the schema expects"),
+    (re.compile(r"'?([\w.:-]+)'? attribute not allowed for element"), r"the attribute \1 is not allowed here"),
     (re.compile(r"attribute '?([\w.:-]+)'? not allowed for element"), r"the attribute \1 is not allowed here"),
+    (re.compile(r"simple content element can'?t have child elements"), "it must hold a plain value, not other elements"),
     (re.compile(r"character data between child elements not allowed"), "there is text between elements"),
 ]
 
