@@ -114,6 +114,7 @@ XXE = """<?xml version="1.0"?>
 
 
 def with_cell(ws_fill):
+    """A factory for a small CLAS workbook changed by ``ws_fill(worksheet)``."""
     return lambda: openpyxl_book(ws_fill)
 
 
@@ -138,9 +139,7 @@ def _headers_only_xlsx():
 
 
 def _dates_as_text():
-    rows = clas_rows(5)
-    data = openpyxl_book(lambda ws: ws.__setitem__("H3", "3rd March 2020"))
-    return data
+    return openpyxl_book(lambda ws: ws.__setitem__("H3", "3rd March 2020"))
 
 
 def _serials_in_csv():
@@ -188,7 +187,7 @@ CASES: dict[str, tuple] = {
     "file named ../../x.csv": (TA, "../../x.csv", lambda: ta_csv_text().encode(), "FILE-010", False),
     "file name with a control character": (TA, "x\x00.csv", lambda: ta_csv_text().encode(), "FILE-010", False),
     "another council's file in this folder": (TA, "ta.csv", lambda: ta_csv_text("S12000005").encode(), "ID-001", True),
-    "file for a different return": (TA, "ta.csv", lambda: (lambda b: b)(io.BytesIO()) and _other_return_csv(), "ID-002", True),
+    "file for a different return": (TA, "ta.csv", lambda: _other_return_csv(), "ID-002", True),
     "PDF named .xlsx": (CLAS, "clas.xlsx", lambda: b"%PDF-1.7\n" + b"0" * 500, "FILE-008", False),
     "web page named .csv": (TA, "ta.csv", lambda: b"<!DOCTYPE html><html><body>Sign in</body></html>", "FILE-008", False),
     "Word document named .xlsx": (CLAS, "clas.xlsx", lambda: _word_doc(), "FILE-008", False),
