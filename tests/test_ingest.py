@@ -145,6 +145,16 @@ def test_versions_are_numbered_supersede_earlier_ones_and_a_retry_creates_nothin
     assert latest_version(ledger, _submission(ledger, council="S12000033").id) is None
 
 
+def test_a_rejected_version_keeps_its_outcome_when_a_corrected_file_arrives(ledger):
+    sub = _submission(ledger)
+    v1, _ = _version(ledger, sub)
+    set_version_outcome(ledger, v1, "rejected")
+    v2, _ = _version(ledger, sub, b"corrected file", etag="etag-2")
+    ledger.commit()
+    assert [(v.version, v.status) for v in versions(ledger, sub.id)] == [
+        (1, VersionStatus.rejected), (2, VersionStatus.received)]
+
+
 def test_an_accepted_version_is_not_superseded(ledger):
     sub = _submission(ledger)
     v1, _ = _version(ledger, sub)
@@ -205,7 +215,7 @@ def test_outcomes_move_the_submission_status(ledger):
     sub = expected_submission(ledger, "clas", "2025-26", COUNCIL)
     assert sub.status == SubmissionStatus.accepted and sub.accepted_at is not None
     vs = versions(ledger, sub.id)
-    assert [(v.status, v.rows_loaded) for v in vs] == [(VersionStatus.superseded, 10), (VersionStatus.accepted, 12)]
+    assert [(v.status, v.rows_loaded) for v in vs] == [(VersionStatus.rejected, 10), (VersionStatus.accepted, 12)]
     assert all(v.processed_at is not None for v in vs)
     assert [i.code for i in issues_for(ledger, v1)] == ["CLAS-Q001", "CLAS-E001"]  # history kept
 

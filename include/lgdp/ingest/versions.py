@@ -39,8 +39,9 @@ from lgdp.ledger.models import (
 log = logging.getLogger(__name__)
 
 SEVERITIES = ("error", "query")
-# A version that had not been accepted when a newer file arrived is superseded by it.
-_SUPERSEDABLE = (VersionStatus.received, VersionStatus.loaded, VersionStatus.rejected)
+# A version still awaiting its outcome when a newer file arrives is superseded by it. A decided
+# version keeps its outcome (rejected stays rejected), so the ledger shows every version's fate.
+_SUPERSEDABLE = (VersionStatus.received, VersionStatus.loaded)
 
 
 class UnknownSubmission(LookupError):
@@ -259,8 +260,9 @@ def set_version_outcome(
     ======================  ====================================================================
 
     ``status_changed_at`` moves only when the status does, so calling this twice is harmless.
-    A version already superseded by a newer file keeps the status ``superseded`` (its rows and
-    timestamps are still recorded) and never moves the submission: a slow task finishing an old
+    A version already superseded by a newer file keeps the status ``superseded``, and an older
+    version already decided keeps ``rejected``/``accepted`` (rows and timestamps are still
+    recorded); neither moves the submission: a slow task finishing an old
     file cannot overwrite the council's current progress. Returns the submission's status.
     """
     status = VersionStatus(status)
@@ -294,7 +296,8 @@ def set_version_outcome(
         .order_by(SubmissionVersion.version.desc())
         .limit(1)
     ).scalar_one()
-    if version.status == VersionStatus.superseded:
+    decided_earlier = version.id != latest_id and version.status in (VersionStatus.rejected, VersionStatus.accepted)
+    if version.status == VersionStatus.superseded or decided_earlier:
         session.flush()
         log.info("version %s is superseded: outcome %s recorded, submission %s unchanged", version_id, status.value, sub.id)
         return sub.status
