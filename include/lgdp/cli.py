@@ -135,6 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     lst.set_defaults(func=_cmd_specs_list)
     ovl = specs.add_parser("overlap", help="shared data items collected by more than one return")
     ovl.set_defaults(func=_cmd_specs_overlap)
+    __import__("lgdp.validate.cli", fromlist=["register"]).register(specs)  # lgdp specs contract ID
 
     syn = sub.add_parser("synth", help="write a deterministic synthetic submission (clean or with chosen faults)")
     syn.add_argument("--return", dest="return_id", required=True)
