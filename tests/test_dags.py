@@ -30,7 +30,10 @@ def test_dag_shape_follows_the_spec(bag):
     for loaded in load_register().approved():
         dag = bag.dags[loaded.dag_id]
         spec = loaded.spec
-        assert dag.task_ids == ["open_collection"]
+        assert dag.task_ids == ["open_collection", "collect"]
+        collect = dag.get_task("collect")
+        assert collect.map_index_template == "{{ task.council_name }}"
+        assert [m["council"] for m in collect.expand_input.value] == [c.code for c in loaded.providers]
         assert spec.governance.purpose in dag.doc_md
         assert {spec.governance.requester[:100], spec.collection.frequency.value} <= set(dag.tags)
         assert dag.timetable.expression == opening_cron(spec.collection)
@@ -99,7 +102,7 @@ def test_plan_cache_follows_the_specs_content(tmp_path, monkeypatch):
     assert load_plans(specs) == broken
 
 
-def test_period_comes_from_the_run_conf(airflow_db, clean_ledger):
+def test_period_comes_from_the_run_conf(m365, airflow_db, clean_ledger):
     """Triggered with {"period": ...} the run opens that period (the trigger form's JSON conf)."""
     import datetime as dt
 
@@ -108,7 +111,11 @@ def test_period_comes_from_the_run_conf(airflow_db, clean_ledger):
     from lgdp.ledger.db import session
 
     dag = DagBag(dag_folder=str(ROOT / "dags")).dags["return_temporary_accommodation_monthly"]
-    run = dag.test(logical_date=dt.datetime(2026, 11, 22, 12, tzinfo=dt.timezone.utc), run_conf={"period": "2026-03"})
+    run = dag.test(
+        logical_date=dt.datetime(2026, 11, 22, 12, tzinfo=dt.timezone.utc),
+        run_conf={"period": "2026-03"},
+        mark_success_pattern="^collect$",
+    )
     assert run.state == "success"
     with session() as s:
         assert len(period_status(s, "temporary_accommodation_monthly", "2026-03")) == 32

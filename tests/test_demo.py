@@ -24,6 +24,8 @@ def _free_port() -> int:
 def test_demo_starts_lists_every_return_and_stops(airflow_db, tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW__")}
     env["LGDP_STATE_DIR"] = str(tmp_path / "state")
+    env["LGDP_M365_PORT"] = str(_free_port())
+    env.pop("AIRFLOW_CONN_MSGRAPH_SHAREPOINT", None)
     lgdp = str(Path(sys.executable).with_name("lgdp"))
     r = subprocess.run(
         [lgdp, "dev", "demo", "--smoke", "--quiet", "--port", str(_free_port()), "--timeout", "300"],
@@ -32,6 +34,7 @@ def test_demo_starts_lists_every_return_and_stops(airflow_db, tmp_path):
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "Airflow is up: http://localhost:" in r.stdout
     assert "simple_auth_manager_passwords.json.generated" in r.stdout
+    assert "Microsoft 365 stand-in: http://127.0.0.1:" in r.stdout
     from lgdp.specs.load import load_register
 
     assert f"smoke: all {len(load_register().approved())} return DAGs are listed" in r.stdout

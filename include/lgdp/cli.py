@@ -152,7 +152,9 @@ def build_parser() -> argparse.ArgumentParser:
     from lgdp import cli_ledger
 
     cli_ledger.register(sub)
-    __import__("lgdp.parse.cli", fromlist=["register"]).register(sub)  # lgdp check FILE
+    from lgdp.parse import cli as parse_cli
+
+    parse_cli.register(sub)  # lgdp check FILE
     return parser
 
 

@@ -108,8 +108,29 @@ def stop(proc: subprocess.Popen) -> None:
         proc.kill()
 
 
+def start_m365(env: dict[str, str]):
+    """The Microsoft 365 stand-in for the demo, unless a real Graph connection is configured."""
+    if os.environ.get("AIRFLOW_CONN_MSGRAPH_SHAREPOINT"):
+        print("[lgdp] Microsoft Graph: the configured msgraph_sharepoint connection", flush=True)
+        return None
+    from lgdp.devservices.m365 import M365StandIn
+
+    port = int(os.environ.get("LGDP_M365_PORT", "18765"))
+    standin = M365StandIn(state_dir() / "m365", port=port, token_port=port + 1).start()
+    env["AIRFLOW_CONN_MSGRAPH_SHAREPOINT"] = standin.connection_uri()
+    env["LGDP_SHAREPOINT_DRIVE_ID"] = standin.drive_id
+    env.setdefault("LGDP_POLL_INTERVAL_SECONDS", "30")
+    print(
+        f"[lgdp] Microsoft 365 stand-in: {standin.graph_url} (files live in {standin.drive_root}; drop a "
+        "council's file into <return>/<period>/<GSS code>/ there and the platform collects it)",
+        flush=True,
+    )
+    return standin
+
+
 def _demo(args: argparse.Namespace) -> int:
     env, server = prepare(args.port)
+    m365 = start_m365(env)
     airflow_home = Path(env["AIRFLOW_HOME"])
     proc = subprocess.Popen([_bin("airflow"), "standalone"], env=env, stdout=subprocess.DEVNULL if args.quiet else None)
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
@@ -132,6 +153,8 @@ def _demo(args: argparse.Namespace) -> int:
         return 0
     finally:
         stop(proc)
+        if m365 is not None:
+            m365.stop()
         del server
 
 

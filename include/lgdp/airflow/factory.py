@@ -15,7 +15,7 @@ from typing import Any
 
 from airflow.sdk import DAG, CronTriggerTimetable
 
-from lgdp.airflow.operators import OpenCollectionOperator
+from lgdp.airflow.operators import CollectSubmissionOperator, OpenCollectionOperator
 from lgdp.specs.plans import DagPlan, Plans, load_plans
 
 START = dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc)
@@ -41,7 +41,14 @@ def build_dag(plan: DagPlan) -> DAG:
         tags=plan.tags,
         default_args=DEFAULT_ARGS,
     ) as dag:
-        OpenCollectionOperator(task_id="open_collection", return_id=plan.return_id)
+        opened = OpenCollectionOperator(task_id="open_collection", return_id=plan.return_id)
+        collect = CollectSubmissionOperator.partial(
+            task_id="collect",
+            return_id=plan.return_id,
+            map_index_template="{{ task.council_name }}",
+            retries=3,
+        ).expand_kwargs([{"council": code, "council_name": name} for code, name in plan.providers])
+        opened >> collect
     return dag
 
 

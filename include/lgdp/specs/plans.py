@@ -25,7 +25,7 @@ from lgdp.specs.paths import shared_dir, specs_dir
 if TYPE_CHECKING:
     from lgdp.specs.load import LoadedSpec
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 _CODE = ("model.py", "load.py", "yamlsource.py", "plans.py")
 
 
@@ -39,6 +39,7 @@ class DagPlan:
     cron: str
     max_active_runs: int
     tags: list[str]
+    providers: list[list[str]]  # [GSS code, council name] per provider council
 
 
 def doc_md(loaded: LoadedSpec) -> str:
@@ -70,6 +71,7 @@ def plan_for(loaded: LoadedSpec) -> DagPlan:
         cron=opening_cron(s.collection),
         max_active_runs=s.collection.max_active_periods,
         tags=sorted({s.governance.requester[:100], s.collection.frequency.value, "return"}),
+        providers=[[c.code, c.name] for c in loaded.providers],
     )
 
 

@@ -1,0 +1,138 @@
+"""Processing one file a council put in its folder: archive, record, parse, load, decide.
+
+The order is the promise that nothing is lost: the original bytes are archived and the version
+recorded (committed) before anything reads them, so a corrupt, hostile or enormous file still
+leaves its trace and a message, and the platform carries on. No Airflow here: operators call in.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+from lgdp.issues import Issue
+from lgdp.specs.load import LoadedSpec
+
+
+@dataclass(frozen=True)
+class Outcome:
+    version_id: int
+    version: int
+    new: bool
+    status: str  # accepted | rejected | queries
+    errors: int
+    queries: int
+    rows: int
+    issues: list[Issue] = field(default_factory=list, compare=False)
+
+
+@dataclass(frozen=True)
+class SubmissionState:
+    status: str
+    accepted_version: int | None
+    seen: list[str]  # "item id:etag" of every file already recorded, so it is not processed twice
+
+    @property
+    def accepted(self) -> bool:
+        return self.status == "accepted"
+
+    def as_xcom(self) -> dict[str, object]:
+        return {"status": self.status, "accepted_version": self.accepted_version}
+
+
+def decide(issues: list[Issue], loaded_ok: bool) -> str:
+    """Accepted unless an error stands; queries alone are accepted until validation adds explanations."""
+    if not loaded_ok or any(i.severity == "error" for i in issues):
+        return "rejected"
+    return "accepted"
+
+
+def submission_state(return_id: str, period: str, council: str) -> SubmissionState:
+    from lgdp.ingest.versions import expected_submission, versions
+    from lgdp.ledger.db import session
+
+    with session() as s:
+        sub = expected_submission(s, return_id, period, council)
+        vs = versions(s, sub.id)
+        accepted = [v.version for v in vs if _value(v.status) == "accepted"]
+        return SubmissionState(
+            status=_value(sub.status),
+            accepted_version=accepted[-1] if accepted else None,
+            seen=[f"{v.source_item_id}:{v.source_etag}" for v in vs],
+        )
+
+
+def process_file(loaded: LoadedSpec, period: str, council: str, ref: dict[str, Any], data: bytes) -> Outcome:
+    from lgdp.ingest.archive import archive_file
+    from lgdp.ingest.load import load_version
+    from lgdp.ingest.versions import (
+        expected_submission,
+        record_issues,
+        record_version,
+        set_version_outcome,
+        start_processing,
+    )
+    from lgdp.ledger.db import session
+    from lgdp.parse import parse_submission
+
+    uploaded_at = dt.datetime.fromisoformat(ref["last_modified"]) if ref.get("last_modified") else None
+    with session() as s, s.begin():  # 1. keep the original, whatever happens next
+        sha = archive_file(s, data)
+        sub = expected_submission(s, loaded.id, period, council)
+        version_id, new = record_version(
+            s,
+            sub.id,
+            sha256=sha,
+            filename=ref["name"],
+            source_path=ref.get("path") or ref["name"],
+            source_item_id=ref["id"],
+            source_etag=ref["etag"],
+            uploaded_by=ref.get("last_modified_by"),
+            uploaded_at=uploaded_at,
+        )
+        start_processing(s, version_id)
+    result = parse_submission(loaded, ref["name"], data, council_code=council)  # 2. never raises
+    rows = 0
+    with session() as s, s.begin():  # 3. rows, issues and outcome together
+        if result.table is not None:
+            rows = load_version(s, loaded, version_id, council, period, result.table)
+        record_issues(s, version_id, result.issues)
+        status = decide(result.issues, result.table is not None)
+        set_version_outcome(s, version_id, status, rows_loaded=rows)
+        version = _version_number(s, version_id)
+    return Outcome(
+        version_id=version_id,
+        version=version,
+        new=new,
+        status=status,
+        errors=sum(i.severity == "error" for i in result.issues),
+        queries=sum(i.severity == "query" for i in result.issues),
+        rows=rows,
+        issues=list(result.issues),
+    )
+
+
+def mark_not_received(return_id: str, period: str, council: str) -> bool:
+    """At the close: True (and status not_received) unless the council's submission was accepted."""
+    from lgdp.ingest.versions import expected_submission
+    from lgdp.ledger.db import session
+    from lgdp.ledger.models import SubmissionStatus
+
+    with session() as s, s.begin():
+        sub = expected_submission(s, return_id, period, council)
+        if _value(sub.status) == "accepted":
+            return False
+        sub.status = SubmissionStatus.not_received
+        sub.status_changed_at = dt.datetime.now(dt.timezone.utc)
+        return True
+
+
+def _version_number(session: Any, version_id: int) -> int:
+    from lgdp.ledger.models import SubmissionVersion
+
+    return session.get(SubmissionVersion, version_id).version
+
+
+def _value(status: Any) -> str:
+    return getattr(status, "value", status)
