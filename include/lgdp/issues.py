@@ -25,8 +25,13 @@ class Issue:
     value: str | None = None
 
     def __post_init__(self) -> None:
-        if self.value is not None and len(self.value) > MAX_VALUE_CHARS:
-            object.__setattr__(self, "value", self.value[: MAX_VALUE_CHARS - 1] + "…")
+        value = self.value
+        if value is not None:
+            # A council's cell may hold anything, NUL included, which PostgreSQL text refuses.
+            value = value.replace("\x00", "\\x00")
+            if len(value) > MAX_VALUE_CHARS:
+                value = value[: MAX_VALUE_CHARS - 1] + "…"
+            object.__setattr__(self, "value", value)
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)

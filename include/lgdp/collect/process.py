@@ -84,11 +84,11 @@ def process_file(loaded: LoadedSpec, period: str, council: str, ref: dict[str, A
             s,
             sub.id,
             sha256=sha,
-            filename=ref["name"],
-            source_path=ref.get("path") or ref["name"],
-            source_item_id=ref["id"],
-            source_etag=ref["etag"],
-            uploaded_by=ref.get("last_modified_by"),
+            filename=storable(ref["name"]),
+            source_path=storable(ref.get("path") or ref["name"]),
+            source_item_id=storable(ref["id"]),
+            source_etag=storable(ref["etag"]),
+            uploaded_by=storable(ref.get("last_modified_by")),
             uploaded_at=uploaded_at,
         )
         start_processing(s, version_id)
@@ -111,6 +111,13 @@ def process_file(loaded: LoadedSpec, period: str, council: str, ref: dict[str, A
         rows=rows,
         issues=list(result.issues),
     )
+
+
+def storable(value: str | None) -> str | None:
+    """Text as PostgreSQL can keep it: a NUL in a hostile file name must not lose the file."""
+    if value is None:
+        return None
+    return "".join(ch if ch.isprintable() else f"\\x{ord(ch):02x}" for ch in value)
 
 
 def mark_not_received(return_id: str, period: str, council: str) -> bool:
