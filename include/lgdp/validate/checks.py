@@ -48,8 +48,9 @@ class Check:
     ``message`` is a template for one failing row: ``{value}`` is the value as text (and, for
     ``KEY-DUP``, ``{first}`` the row that first has the key). ``failing`` is a SQL condition over
     the staging table's columns that is true for a failing row (None for ``ROWS``, which is about
-    the whole submission, and ``KEY-DUP``, which compares rows). ``soda`` is the check as it goes
-    in the contract: ``column`` (None for dataset-level checks), ``type`` and its fields.
+    the whole submission, and ``KEY-DUP``, which compares rows). The check as it goes in the
+    contract is ``soda_type`` (missing, invalid, failed_rows, duplicate, row_count) with
+    ``soda_fields``, under the column ``soda_column`` (None for a dataset-level check).
     """
 
     code: str
