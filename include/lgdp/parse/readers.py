@@ -22,6 +22,7 @@ import zipfile
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+import numpy as np
 import pyarrow as pa
 
 from lgdp.issues import Issue
@@ -191,9 +192,13 @@ def read_csv(data: bytes, ctx: Context) -> RawTable:
         raw = _csv_python(text, header, delimiter, ctx)
     else:
         cols, n = table
-        raw = RawTable(header, cols, pa.array(range(2, n + 2), pa.int64()), "csv")
+        raw = RawTable(header, cols, _row_numbers(2, n), "csv")
     raw.meta.update(encoding=encoding, delimiter=DELIMITER_WORDS[delimiter])
     return raw
+
+
+def _row_numbers(first: int, n: int) -> pa.Array:
+    return pa.array(np.arange(first, first + n, dtype=np.int64))
 
 
 def _csv_arrow(text: bytes | memoryview, header: list[str], delimiter: str) -> tuple[list[pa.Array], int] | None:
@@ -482,7 +487,7 @@ def read_xlsx(data: bytes, ctx: Context, sheet_chooser: Callable[[list[str]], st
             columns.append(pa.array(col, pa.string()))
         else:
             columns.append(pa.array([cell_text(v) for v in col], pa.string()))
-    rows = pa.array(range(start_row + 2, start_row + 2 + len(body)), pa.int64())
+    rows = _row_numbers(start_row + 2, len(body))
     letters = [col_letter(start_col + j) for j in range(width)]
     raw = RawTable(header, columns, rows, "xlsx", issues, serial_dates=True, column_letters=letters)
     raw.meta.update(sheet=chosen, sheets=all_sheets)
