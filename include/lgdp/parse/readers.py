@@ -17,13 +17,15 @@ import csv
 import datetime as dt
 import io
 import re
+import threading
 import time
 import zipfile
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from lgdp.issues import Issue
 from lgdp.parse.codes import issue
@@ -388,7 +390,7 @@ def find_formulas(zf: zipfile.ZipFile, part: str, ctx: Context, cap: int = 50) -
             else:
                 cut = len(buf)
             block, carry = buf[:cut], buf[cut:]
-            if any(mark in block for mark in _F_MARKS):
+            if (b"<f" in block or b":f" in block) and any(mark in block for mark in _F_MARKS):
                 cells = [(m.start(), m.group(1).decode()) for m in _C_RE.finditer(block)]
                 k = 0
                 ref = "?"
@@ -429,6 +431,53 @@ def cell_text(v: Any) -> str:
     return str(v)
 
 
+_DATE_TYPES = {str, dt.date}
+_DATETIME_TYPES = {str, dt.datetime}
+_FLOAT_TYPES = {str, float}
+
+
+def _text_column(col: Sequence[Any]) -> pa.Array:
+    """A column of calamine cell values as ``cell_text`` would write them, as one Arrow string array.
+
+    Whole columns of text, dates (and date-times at midnight) or whole numbers below 10^15 are
+    converted by Arrow; anything else (times, fractions, booleans, mixed columns) cell by cell.
+    Empty cells are "" in calamine, and stay "".
+    """
+    kinds = set(map(type, col))
+    if kinds == {str}:
+        return pa.array(col, pa.string())
+    if kinds <= _DATE_TYPES or kinds <= _DATETIME_TYPES or kinds <= _FLOAT_TYPES:
+        if str not in kinds or not any(v for v in col if type(v) is str):  # the only text is empty cells
+            out = _typed_text(col, kinds)
+            if out is not None:
+                return out
+    return pa.array([cell_text(v) for v in col], pa.string())
+
+
+def _typed_text(col: Sequence[Any], kinds: set[type]) -> pa.Array | None:
+    values = [None if type(v) is str else v for v in col] if str in kinds else col
+    if dt.datetime in kinds:
+        ts = pa.array(values, pa.timestamp("us"))
+        days = pc.cast(pc.floor_temporal(ts, unit="day"), pa.date32())
+        if pc.all(pc.equal(pc.cast(days, pa.timestamp("us")), ts)).as_py() is False:
+            return None  # a time of day: written as date-time, cell by cell
+    elif dt.date in kinds:
+        days = pa.array(values, pa.date32())
+    else:
+        nums = pa.array(values, pa.float64())
+        whole = pc.and_(pc.equal(pc.floor(nums), nums), pc.less(pc.abs(nums), 1e15))
+        if pc.all(whole).as_py() is False:
+            return None
+        return pc.fill_null(pc.cast(pc.cast(nums, pa.int64()), pa.string()), "")
+    first = pc.min(pc.cast(days, pa.int32())).as_py()
+    if first is not None and first < _YEAR_1000:
+        return None  # isoformat pads years below 1000; leave those to it
+    return pc.fill_null(pc.cast(days, pa.string()), "")
+
+
+_YEAR_1000 = (dt.date(1000, 1, 1) - dt.date(1970, 1, 1)).days
+
+
 def read_xlsx(data: bytes, ctx: Context, sheet_chooser: Callable[[list[str]], str | None]) -> RawTable:
     from python_calamine import CalamineWorkbook, PasswordError, SheetTypeEnum, SheetVisibleEnum
 
@@ -447,10 +496,33 @@ def read_xlsx(data: bytes, ctx: Context, sheet_chooser: Callable[[list[str]], st
     if chosen is None:
         found = ", ".join(f"'{n}'" for n in all_sheets[:10])
         raise Stop(issue("FILE-014", detail=f" (it has only {found})" if found else "", sheet=ctx.dataset))
+    # calamine reads the sheet without holding the GIL: the formula scan (a second pass over the
+    # sheet's XML) runs beside it, on the other core. What either finds is reported in the same
+    # order and with the same precedence as when they ran one after the other.
+    loading: dict[str, Any] = {}
+
+    def load_sheet() -> None:
+        try:
+            loading["sheet"] = wb.get_sheet_by_name(chosen)
+        except BaseException as exc:  # noqa: BLE001 - re-raised below as the file's problem
+            loading["error"] = exc
+
+    loader = threading.Thread(target=load_sheet, name="lgdp-xlsx-sheet", daemon=True)
+    loader.start()
+    formulas: tuple[list[str], int] | None = None
+    scan_stop: Exception | None = None
     try:
-        sheet = wb.get_sheet_by_name(chosen)
-    except Exception:
-        raise ctx.unreadable(f"the sheet '{chosen}' is damaged") from None
+        part = _sheet_part(zf, chosen, ctx)
+        if part:
+            formulas = find_formulas(zf, part, ctx)
+    except Exception as exc:  # noqa: BLE001 - raised below, after the sheet's own problems
+        scan_stop = exc
+    loader.join()
+    if "error" in loading:
+        if isinstance(loading["error"], Exception):
+            raise ctx.unreadable(f"the sheet '{chosen}' is damaged") from None
+        raise loading["error"]
+    sheet = loading["sheet"]
     ctx.check_time()
     if sheet.height - 1 > ctx.limits.max_rows:
         raise Stop(issue("ROW-001", rows=f"{sheet.height - 1:,}", limit=f"{ctx.limits.max_rows:,}", contact=ctx.contact))
@@ -460,9 +532,10 @@ def read_xlsx(data: bytes, ctx: Context, sheet_chooser: Callable[[list[str]], st
         issues.append(issue("CELL-002", row=r0 + 1, cells=f"{_cell_ref(r0, c0)}:{_cell_ref(r1, c1)}"))
     if len(merged) > 50:
         issues.append(issue("CELL-002", cells=f"in {len(merged) - 50} more places"))
-    part = _sheet_part(zf, chosen, ctx)
-    if part:
-        refs, count = find_formulas(zf, part, ctx)
+    if scan_stop is not None:
+        raise scan_stop
+    if formulas is not None:
+        refs, count = formulas
         for ref in refs:
             m = re.match(r"[A-Z]+(\d+)", ref)
             issues.append(issue("CELL-001", row=int(m.group(1)) if m else None, cell=ref))
@@ -480,13 +553,11 @@ def read_xlsx(data: bytes, ctx: Context, sheet_chooser: Callable[[list[str]], st
     header = [cell_text(v).strip() for v in values[0]]
     body = values[1:]
     width = len(header)
-    columns: list[pa.Array] = []
-    for j in range(width):
-        col = [r[j] if j < len(r) else "" for r in body]
-        if all(type(v) is str for v in col):
-            columns.append(pa.array(col, pa.string()))
-        else:
-            columns.append(pa.array([cell_text(v) for v in col], pa.string()))
+    if body and all(len(r) == width for r in body):
+        by_column: list[Any] = list(zip(*body))  # calamine's ranges are rectangular: one C-level transpose
+    else:
+        by_column = [[r[j] if j < len(r) else "" for r in body] for j in range(width)]
+    columns = [_text_column(col) for col in by_column]
     rows = _row_numbers(start_row + 2, len(body))
     letters = [col_letter(start_col + j) for j in range(width)]
     raw = RawTable(header, columns, rows, "xlsx", issues, serial_dates=True, column_letters=letters)
