@@ -75,12 +75,17 @@ def _bools(arr: pa.Array) -> pa.Array:
     return _fixed(vals.reshape(-1, 1), valid)
 
 
-def _texts(arr: pa.Array) -> pa.Array:
+def _text_parts(arr: pa.Array) -> list[pa.Array]:
+    """A text column's fields as two arrays, its length words and its bytes (joined with the rest)."""
     arr = arr.cast(pa.large_binary())
     n = len(arr)
     lengths = pc.binary_length(arr).fill_null(-1).to_numpy(zero_copy_only=False).astype(">i4")
     prefix = pa.Array.from_buffers(pa.binary(4), n, [None, pa.py_buffer(lengths.tobytes())])
-    return pc.binary_join_element_wise(prefix.cast(pa.large_binary()), arr.fill_null(b""), _EMPTY)
+    return [prefix.cast(pa.large_binary()), arr.fill_null(b"") if arr.null_count else arr]
+
+
+def _texts(arr: pa.Array) -> pa.Array:
+    return pc.binary_join_element_wise(*_text_parts(arr), _EMPTY)
 
 
 def _numeric_field(value: Decimal) -> bytes:
@@ -164,7 +169,9 @@ def encode_tuples(prefix: bytes, n_fields: int, columns: list[tuple[pa.Array, st
     lead = pa.Array.from_buffers(
         pa.large_binary(), n, [None, pa.py_buffer(np.arange(0, (n + 1) * len(head), len(head), dtype=np.int64)), pa.py_buffer(np.tile(head, n))]
     )
-    fields = [lead] + [_ENCODERS[pgtype](arr) for arr, pgtype in columns]
+    fields = [lead]
+    for arr, pgtype in columns:  # text columns join their two parts in the one join below
+        fields += _text_parts(arr) if pgtype == "text" else [_ENCODERS[pgtype](arr)]
     joined = pc.binary_join_element_wise(*fields, _EMPTY)
     offsets = np.frombuffer(joined.buffers()[1], dtype=np.int64, count=n + 1 + joined.offset)[joined.offset :]
     return joined.buffers()[2][int(offsets[0]) : int(offsets[-1])]
