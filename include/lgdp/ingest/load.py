@@ -1,20 +1,35 @@
 """Load a parsed submission version into its return's staging table: one transaction, COPY.
 
-``load_version`` streams the Arrow table to PostgreSQL with ``COPY ... FROM STDIN (FORMAT binary)``:
-each record batch is written as CSV by pyarrow's C++ writer (with the version, council, period
-and row-number columns in front) and sent on the caller's connection while the server ingests the
-previous batch. (PostgreSQL's binary COPY was measured too: see ``docs/benchmarks.md``.)
+``load_version`` streams the Arrow table to PostgreSQL with ``COPY ... FROM STDIN (FORMAT binary)``
+(``lgdp.ingest.pgbinary`` encodes each record batch, with the version, council, period and
+row-number columns in front, while a writer thread sends the previous one on the caller's
+connection; CSV text was measured too and is about twice as slow on the server: see
+``docs/benchmarks.md``).
+
+Where the rows go. A staging table partitioned by version (``lgdp.ingest.staging``) gets a new
+partition per version: a plain table, created with a CHECK on its version id, filled by
+``COPY ... FREEZE`` with no index to maintain, then attached, which builds its primary key and
+BRIN index in one sorted pass each and needs no scan for the partition bound (the CHECK proves
+it). ``FREEZE`` writes the rows already frozen (no later hint-bit or anti-wraparound rewrite);
+PostgreSQL allows it only for a table created in the same subtransaction, and its one caveat is
+that a REPEATABLE READ reader whose snapshot is older than our commit could see the rows once
+committed, which no reader of staging relies on (validation runs after the load). Attaching takes
+a SHARE UPDATE EXCLUSIVE lock on the parent until the caller commits: reads and other loads' COPY
+carry on, two loads of the same return attach one after the other. A version whose partition
+already exists (``replace=True``) and a plain (pre-partitioning) staging table get a COPY into
+the table itself, as before.
 
 Transaction. Everything runs inside the caller's transaction (a Session, a Connection from
 ``engine.begin()``, or a psycopg connection), inside a savepoint: a failure part-way (a duplicate
-row number, a value the column refuses, a dropped connection) leaves no row of the version behind
-and the caller's transaction usable, for instance to record the failure. The rows become visible
-when the caller commits, together with whatever else it recorded.
+row number, a value the column refuses, a dropped connection) leaves no row, partition or table of
+the version behind and the caller's transaction usable, for instance to record the failure. The
+rows become visible when the caller commits, together with whatever else it recorded.
 
 Idempotency. A transaction-scoped advisory lock on the version id serialises loads of the same
 version (a retry running beside a zombie task waits for it). If the version already has rows,
 nothing is loaded and their count is returned: a version's file is immutable, so its rows are the
 same. ``replace=True`` deletes them and loads again in the same transaction (for a parser fix).
+The primary key (version, row number) still refuses a row loaded twice.
 """
 
 from __future__ import annotations
@@ -30,7 +45,14 @@ from psycopg.copy import QueuedLibpqWriter
 from lgdp.ingest import pgbinary
 from lgdp.ingest._conn import raw_connection
 from lgdp.ingest.arrow import ROW_NUMBER
-from lgdp.ingest.staging import META_COLUMNS, ensure_staging_table, staging_columns, staging_table
+from lgdp.ingest.staging import (
+    META_COLUMNS,
+    ensure_staging_table,
+    is_partitioned,
+    partition_table,
+    staging_columns,
+    staging_table,
+)
 from lgdp.specs.load import LoadedSpec
 from lgdp.specs.model import ItemType
 
@@ -63,10 +85,12 @@ def _prepared(loaded: LoadedSpec, table: pa.Table) -> pa.Table:
     return pa.table(cols, names=["_row_number", *(it.name for it in loaded.items)])
 
 
-def _copy_sql(loaded: LoadedSpec) -> sql.Composed:
+def _copy_sql(loaded: LoadedSpec, target: sql.Composable | None = None, *, freeze: bool = False) -> sql.Composed:
     names = [name for name, _ in META_COLUMNS] + [it.name for it in loaded.items]
-    return sql.SQL("COPY {} ({}) FROM STDIN (FORMAT binary)").format(
-        staging_table(loaded), sql.SQL(", ").join(sql.Identifier(n) for n in names)
+    return sql.SQL("COPY {} ({}) FROM STDIN (FORMAT binary{})").format(
+        target if target is not None else staging_table(loaded),
+        sql.SQL(", ").join(sql.Identifier(n) for n in names),
+        sql.SQL(", FREEZE") if freeze else sql.SQL(""),
     )
 
 
@@ -127,15 +151,30 @@ def _load(raw, loaded: LoadedSpec, version_id: int, council_code: str, period: s
             return existing
         if existing:
             raw.execute(sql.SQL("DELETE FROM {} WHERE _submission_version_id = %s").format(table), (version_id,))
+        part = partition_table(loaded, version_id)
+        new_partition = is_partitioned(raw, loaded) and (
+            raw.execute("SELECT to_regclass(%s)", (part.as_string(raw),)).fetchone()[0] is None
+        )
+        if new_partition:
+            check = sql.Identifier(f"ck_{loaded.id}_v{int(version_id)}")
+            raw.execute(
+                sql.SQL("CREATE TABLE {part} (LIKE {table} INCLUDING DEFAULTS, "
+                        "CONSTRAINT {check} CHECK (_submission_version_id = {v}))").format(
+                    part=part, table=table, check=check, v=sql.Literal(int(version_id)))
+            )
         with raw.cursor() as cur:
             # A writer thread sends while this one encodes the next batch (numpy and Arrow release
             # the GIL), so on two cores the encoding hides behind the server's work.
-            with cur.copy(_copy_sql(loaded), writer=QueuedLibpqWriter(cur)) as copy:
+            copy_sql = _copy_sql(loaded, part, freeze=True) if new_partition else _copy_sql(loaded)
+            with cur.copy(copy_sql, writer=QueuedLibpqWriter(cur)) as copy:
                 copy.write(pgbinary.HEADER)
                 for chunk in _tuples(data, loaded, version_id, council_code, period):
                     copy.write(chunk)
                 copy.write(pgbinary.TRAILER)
             count = cur.rowcount if cur.rowcount >= 0 else data.num_rows
+        if new_partition:  # builds the partition's primary key (a duplicate row number fails here) and BRIN index
+            raw.execute(sql.SQL("ALTER TABLE {table} ATTACH PARTITION {part} FOR VALUES IN ({v})").format(
+                table=table, part=part, v=sql.Literal(int(version_id))))
     log.info("version %s: %d rows loaded into staging for %s", version_id, count, loaded.id)
     return count
 
