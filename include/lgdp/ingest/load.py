@@ -10,7 +10,8 @@ Where the rows go. A staging table partitioned by version (``lgdp.ingest.staging
 partition per version: a plain table, created with a CHECK on its version id, filled by
 ``COPY ... FREEZE`` with no index to maintain, then attached, which builds its primary key and
 BRIN index in one sorted pass each and needs no scan for the partition bound (the CHECK proves
-it). ``FREEZE`` writes the rows already frozen (no later hint-bit or anti-wraparound rewrite);
+it). The version, council and period, the same on every row, come from column defaults of the
+new partition during the COPY (dropped before attaching). ``FREEZE`` writes the rows already frozen (no later hint-bit or anti-wraparound rewrite);
 PostgreSQL allows it only for a table created in the same subtransaction, and its one caveat is
 that a REPEATABLE READ reader whose snapshot is older than our commit could see the rows once
 committed, which no reader of staging relies on (validation runs after the load). Attaching takes
