@@ -82,6 +82,11 @@ def clean_ledger(ledger_url: str):
     with engine().begin() as conn:
         names = ", ".join(f"lgdp.{t.name}" for t in Base.metadata.sorted_tables)
         conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+        # staging rows are keyed by version ids, which restart: drop them with the ledger
+        conn.execute(text("DROP SCHEMA IF EXISTS lgdp_staging_versions CASCADE"))
+        conn.execute(text("DROP SCHEMA IF EXISTS lgdp_staging CASCADE"))
+        conn.execute(text("CREATE SCHEMA lgdp_staging"))
+        conn.execute(text("CREATE SCHEMA lgdp_staging_versions"))
     return ledger_url
 
 

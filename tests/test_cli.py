@@ -49,7 +49,7 @@ def test_ledger_status_after_opening(clean_ledger):
 
 def test_db_current_reports_the_revision(ledger_url):
     r = run("db", "current")
-    assert r.returncode == 0 and r.stdout.strip() == "0002"
+    assert r.returncode == 0 and r.stdout.strip() == "0003"
 
 
 def test_overlap_shows_items_collected_by_several_returns():

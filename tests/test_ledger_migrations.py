@@ -6,7 +6,7 @@ from lgdp.devdb import create_database
 from lgdp.ledger import db
 from lgdp.ledger.models import SCHEMA, Base
 
-HEAD = "0002"
+HEAD = "0003"
 
 
 def _tables(url: str) -> set[str]:

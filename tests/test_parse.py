@@ -395,3 +395,11 @@ def test_extension_that_does_not_match_the_content_is_a_query():
     result = parse(loaded, "clas.csv", data)
     assert [(i.code, i.severity) for i in result.issues] == [("FILE-013", "query")]
     assert result.format == "xlsx" and result.rows == 3
+
+
+def test_integers_with_a_plus_sign_thousands_and_trailing_zero_decimals():
+    import pyarrow as pa
+
+    from lgdp.parse.coerce import to_integer
+
+    assert to_integer(pa.array(["+4", "-3", "1,200", "12.0", "x", None])).to_pylist() == [4, -3, 1200, 12, None, None]

@@ -38,6 +38,8 @@ def airflow_env(db_url: str, airflow_url: str, airflow_home: Path, port: int = 8
             "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
             "AIRFLOW__API__PORT": str(port),
+            # Task supervisors reach the api-server's execution API here; it must follow the port.
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://localhost:{port}/execution/",
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
             "SODA_CORE_TELEMETRY_ENABLED": "false",
             # airflow standalone starts its components as `airflow ...` found on PATH.
@@ -130,6 +132,8 @@ def start_m365(env: dict[str, str]):
 
 def _demo(args: argparse.Namespace) -> int:
     env, server = prepare(args.port)
+    if args.smoke:
+        env["LGDP_POLL_INTERVAL_SECONDS"] = "3"
     m365 = start_m365(env)
     airflow_home = Path(env["AIRFLOW_HOME"])
     proc = subprocess.Popen([_bin("airflow"), "standalone"], env=env, stdout=subprocess.DEVNULL if args.quiet else None)
@@ -146,7 +150,7 @@ def _demo(args: argparse.Namespace) -> int:
             flush=True,
         )
         if args.smoke:
-            return 0 if _smoke(env) else 1
+            return 0 if _smoke(env) and _smoke_collection(env, m365) else 1
         proc.wait()
         return proc.returncode or 0
     except KeyboardInterrupt:
@@ -182,6 +186,65 @@ def _smoke(env: dict[str, str]) -> bool:
         time.sleep(3)
     print(f"[lgdp] smoke: missing DAGs {sorted(expected - seen)}", file=sys.stderr)
     return False
+
+
+def _wait_for(what: str, predicate, timeout: float = 240) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if predicate():
+                return True
+        except Exception:  # noqa: BLE001 - not there yet
+            pass
+        time.sleep(2)
+    print(f"[lgdp] smoke: timed out waiting for {what}", file=sys.stderr)
+    return False
+
+
+def _smoke_collection(env: dict[str, str], m365) -> bool:
+    """Through the real scheduler and triggerer: open a period, drop a file, see it accepted."""
+    import datetime as dt
+
+    from lgdp.collect.graph import folder_path
+    from lgdp.ledger.db import session
+    from lgdp.ledger.register import period_status
+    from lgdp.periods import period_opening_at
+    from lgdp.specs.load import load_register
+    from lgdp.synth import write_sample
+
+    if m365 is None:
+        print("[lgdp] smoke: collection check skipped (a real Graph connection is configured)")
+        return True
+    now = dt.datetime.now(dt.timezone.utc)
+    candidates = [
+        (s, period_opening_at(s.spec.collection, now)) for s in load_register().approved()
+    ]
+    open_now = [(s, p) for s, p in candidates if p.closes_at > now]
+    if not open_now:
+        print("[lgdp] smoke: collection check skipped (no return has a window open today)")
+        return True
+    loaded, period = open_now[0]
+    council = loaded.providers[0]
+    subprocess.run(
+        [_bin("airflow"), "dags", "trigger", loaded.dag_id, "--conf", json.dumps({"period": period.label})],
+        env=env, check=True, capture_output=True,
+    )
+    folder = Path(m365.drive_root) / folder_path(loaded.id, period.label, council.code)
+    if not _wait_for("the council folders and templates", lambda: any((folder / "_platform").iterdir())):
+        return False
+    fmt = loaded.spec.formats[0]
+    staged = Path(m365.drive_root).parent / f"smoke-return.{fmt}"  # written whole, then moved in
+    write_sample(loaded, council.code, period.label, None, fmt, staged, 1, None)
+    os.replace(staged, folder / staged.name)
+
+    def accepted() -> bool:
+        with session(env["LGDP_DATABASE_URL"]) as s:
+            return period_status(s, loaded.id, period.label).get(council.code) == "accepted"
+
+    if not _wait_for(f"{council.name}'s file to be accepted", accepted):
+        return False
+    print(f"[lgdp] smoke: {loaded.id} {period.label}: {council.name}'s file was collected and accepted", flush=True)
+    return True
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # noqa: SLF001 - argparse's own type

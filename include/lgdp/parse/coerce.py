@@ -108,6 +108,7 @@ def to_integer(s: pa.Array) -> pa.Array:
         return pc.cast(s, pa.int64())
     s = _no_thousands(s)
     s = pc.replace_substring_regex(s, r"^([+-]?\d+)\.0*$", r"\1")
+    s = pc.replace_substring_regex(s, r"^\+", "")  # Arrow's cast refuses a leading '+'
     ok = pc.match_substring_regex(s, r"^[+-]?\d{1,18}$")
     return pc.cast(_valid_or_null(s, ok), pa.int64())
 
