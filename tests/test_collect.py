@@ -189,3 +189,26 @@ def test_closed_collection_marks_missing_councils_not_received(two_council_specs
     assert run.state == "failed"
     assert _status(EDINBURGH) == "not_received" and _status(GLASGOW) == "not_received"
     assert _versions(EDINBURGH) == []  # files arriving after the close are not collected
+
+
+def test_rule_errors_found_by_validation_reject_the_file_with_exact_rows(two_council_specs, m365, airflow_db, clean_ledger):
+    """A workbook that parses cleanly but breaks CLAS-E001 twice: rejected, the two rows named."""
+    from lgdp.collect.process import process_file
+    from lgdp.ledger.db import session
+    from lgdp.ledger.register import open_period
+    from lgdp.periods import period_from_label
+    from lgdp.specs.load import load_register
+    from lgdp.synth import rows as synth_rows
+
+    loaded = load_register().get("clas")
+    period = _period()
+    with session() as s, s.begin():
+        open_period(s, loaded, period_from_label(loaded.spec.collection, period))
+    expected_rows = sorted(f.row_number for f in synth_rows(loaded, EDINBURGH, period, 30, seed=3, faults={"CLAS-E001": 2}).faults)
+    data = _xlsx(EDINBURGH, period, 30, faults={"CLAS-E001": 2}, seed=3)
+    ref = {"id": "v1", "name": "clas.xlsx", "etag": "1", "last_modified": None, "last_modified_by": None}
+    outcome = process_file(loaded, period, EDINBURGH, ref, data)
+    assert outcome.status == "rejected"
+    assert sorted(i.row for i in outcome.issues if i.code == "CLAS-E001") == expected_rows
+    assert {i.code for i in outcome.issues} == {"CLAS-E001"}
+    assert _status(EDINBURGH) == "rejected" and _versions(EDINBURGH)[0][1] == "rejected"

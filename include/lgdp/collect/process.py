@@ -42,10 +42,31 @@ class SubmissionState:
 
 
 def decide(issues: list[Issue], loaded_ok: bool) -> str:
-    """Accepted unless an error stands; queries alone are accepted until validation adds explanations."""
+    """Accepted unless an error stands; queries alone are accepted until explanations land
+    (the feedback workbook of the validation issue), so for now they are reported, not blocking."""
     if not loaded_ok or any(i.severity == "error" for i in issues):
         return "rejected"
     return "accepted"
+
+
+def validate_version(loaded: LoadedSpec, period: str, council: str, version_id: int) -> list[Issue]:
+    """The spec's checks on the loaded rows: row-level issues, cross-checked against Soda's counts.
+
+    A Soda runtime error, a database outage or a disagreement between the two raises: the task
+    fails and is retried, never a silent pass (the undecided version is picked up again).
+    """
+    from lgdp.ledger.db import database_url, session
+    from lgdp.validate.contract import ValidationRuntimeError, verify
+    from lgdp.validate.rows import count_by_code, failing_rows
+
+    with session() as s:
+        found = failing_rows(s, loaded, council, period, version_id)
+    soda = verify(loaded, database_url(), council, period, version_id)
+    mine = count_by_code(loaded, found)
+    drift = {code: (mine.get(code, 0), n) for code, n in soda.items() if mine.get(code, 0) != n}
+    if drift:
+        raise ValidationRuntimeError(f"row-level issues and Soda disagree for version {version_id}: {drift}")
+    return found
 
 
 def submission_state(return_id: str, period: str, council: str) -> SubmissionState:
@@ -59,7 +80,8 @@ def submission_state(return_id: str, period: str, council: str) -> SubmissionSta
         return SubmissionState(
             status=_value(sub.status),
             accepted_version=accepted[-1] if accepted else None,
-            seen=[f"{v.source_item_id}:{v.source_etag}" for v in vs],
+            # an undecided version (a failed validation, say) is offered again; process_file is idempotent
+            seen=[f"{v.source_item_id}:{v.source_etag}" for v in vs if _value(v.status) not in ("received", "loaded")],
         )
 
 
@@ -94,22 +116,35 @@ def process_file(loaded: LoadedSpec, period: str, council: str, ref: dict[str, A
         start_processing(s, version_id)
     result = parse_submission(loaded, ref["name"], data, council_code=council)  # 2. never raises
     rows = 0
-    with session() as s, s.begin():  # 3. rows, issues and outcome together
+    issues = list(result.issues)
+    structural_errors = any(i.severity == "error" for i in issues)
+    with session() as s, s.begin():  # 3. rows and the file's own issues together
         if result.table is not None:
             rows = load_version(s, loaded, version_id, council, period, result.table)
-        record_issues(s, version_id, result.issues)
-        status = decide(result.issues, result.table is not None)
-        set_version_outcome(s, version_id, status, rows_loaded=rows)
+        record_issues(s, version_id, issues)
+        if result.table is None or structural_errors:
+            set_version_outcome(s, version_id, "rejected", rows_loaded=rows)
+        else:
+            set_version_outcome(s, version_id, "loaded", rows_loaded=rows)
+    if result.table is not None and not structural_errors:
+        issues += validate_version(loaded, period, council, version_id)  # 4. the spec's checks
+        status = decide(issues, True)
+        with session() as s, s.begin():
+            record_issues(s, version_id, issues)
+            set_version_outcome(s, version_id, "accepted" if status == "accepted" else "rejected", rows_loaded=rows)
+    else:
+        status = "rejected"
+    with session() as s:
         version = _version_number(s, version_id)
     return Outcome(
         version_id=version_id,
         version=version,
         new=new,
         status=status,
-        errors=sum(i.severity == "error" for i in result.issues),
-        queries=sum(i.severity == "query" for i in result.issues),
+        errors=sum(i.severity == "error" for i in issues),
+        queries=sum(i.severity == "query" for i in issues),
         rows=rows,
-        issues=list(result.issues),
+        issues=issues,
     )
 
 
