@@ -29,6 +29,7 @@ lint: install
 
 bench: install
 	$(BIN)/python bench/parse_dags.py
+	$(BIN)/python bench/ingest.py
 
 ## Re-freeze constraints.txt from the current environment after changing requirements.txt.
 constraints: install
