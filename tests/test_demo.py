@@ -23,8 +23,22 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _specs_with_an_open_window(tmp_path: Path) -> Path:
+    """The real specs, with the monthly return's window widened so one is open on any date."""
+    import re
+    import shutil
+
+    root = Path(__file__).resolve().parents[1] / "return_specs"
+    specs = tmp_path / "specs"
+    shutil.copytree(root, specs)
+    monthly = specs / "temporary_accommodation_monthly.yaml"
+    monthly.write_text(re.sub(r"closes_days_after_opening: \d+", "closes_days_after_opening: 75", monthly.read_text()))
+    return specs
+
+
 def test_demo_starts_lists_every_return_and_stops(airflow_db, tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW__")}
+    env["LGDP_SPECS_DIR"] = str(_specs_with_an_open_window(tmp_path))
     env["LGDP_STATE_DIR"] = str(tmp_path / "state")
     env["LGDP_M365_PORT"] = str(_free_port())
     env.pop("AIRFLOW_CONN_MSGRAPH_SHAREPOINT", None)
@@ -40,7 +54,7 @@ def test_demo_starts_lists_every_return_and_stops(airflow_db, tmp_path):
     from lgdp.specs.load import load_register
 
     assert f"smoke: all {len(load_register().approved())} return DAGs are listed" in r.stdout
-    # through the real scheduler and triggerer, when some return has a window open today
-    assert "was collected and accepted" in r.stdout or "collection check skipped" in r.stdout
+    # through the real scheduler and triggerer: a period opened, a dropped file collected
+    assert "was collected and accepted" in r.stdout
     leftovers = subprocess.run(["pgrep", "-f", str(tmp_path)], capture_output=True, text=True).stdout.split()
     assert leftovers == [], "the demo left processes running"
