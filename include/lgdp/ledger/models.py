@@ -162,6 +162,7 @@ class VersionStatus(str, enum.Enum):
     rejected = "rejected"  # problems a council must fix (see submission_issues)
     accepted = "accepted"
     superseded = "superseded"  # a newer version arrived before this one was accepted
+    queries = "queries"  # no errors, but queries awaiting an explanation in the feedback workbook
 
 
 class ArchivedFile(Base):
@@ -217,3 +218,33 @@ class SubmissionIssue(Base):
     item: Mapped[str | None] = mapped_column(Text)
     value: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    # A query the council explained (in the feedback workbook's explanation column) no longer blocks.
+    explanation: Mapped[str | None] = mapped_column(Text)
+    explained_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class SentEmail(Base):
+    """Every email the platform sends, keyed so a retry, rerun or backfill never sends it twice.
+
+    ``dedupe_key`` names the message's purpose (e.g. ``remind:clas:2025-26:S12000033:due_minus_7``
+    or ``outcome:<version id>``). A row is claimed (``sending``) before the send and marked
+    ``sent`` after it; a failed send is marked ``failed`` and retried, never lost. No row data.
+    """
+
+    __tablename__ = "sent_emails"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    dedupe_key: Mapped[str] = mapped_column(Text, unique=True)
+    kind: Mapped[str] = mapped_column(String(40))
+    return_id: Mapped[str | None] = mapped_column(String(40))
+    period: Mapped[str | None] = mapped_column(String(20))
+    council_code: Mapped[str | None] = mapped_column(String(9))
+    recipients: Mapped[list[str]] = mapped_column(JSON().with_variant(JSONB(), "postgresql"))
+    subject: Mapped[str] = mapped_column(Text)
+    transport: Mapped[str | None] = mapped_column(String(20))
+    message_id: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(10))  # sending | sent | failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    sent_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))

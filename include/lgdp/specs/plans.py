@@ -25,7 +25,7 @@ from lgdp.specs.paths import shared_dir, specs_dir
 if TYPE_CHECKING:
     from lgdp.specs.load import LoadedSpec
 
-CACHE_FORMAT = 2
+CACHE_FORMAT = 3
 _CODE = ("model.py", "load.py", "yamlsource.py", "plans.py")
 
 
@@ -40,6 +40,8 @@ class DagPlan:
     max_active_runs: int
     tags: list[str]
     providers: list[list[str]]  # [GSS code, council name] per provider council
+    reminders: list[str]  # reminder kinds in schedule order, one ``remind_<kind>`` task each
+    requesters: list[str]  # requester slugs of the spec's distribution block (empty: no distribute task)
 
 
 def doc_md(loaded: LoadedSpec) -> str:
@@ -72,6 +74,8 @@ def plan_for(loaded: LoadedSpec) -> DagPlan:
         max_active_runs=s.collection.max_active_periods,
         tags=sorted({s.governance.requester[:100], s.collection.frequency.value, "return"}),
         providers=[[c.code, c.name] for c in loaded.providers],
+        reminders=[r.kind for r in s.reminders],
+        requesters=[d.requester for d in s.distribution],
     )
 
 
