@@ -223,6 +223,31 @@ class SubmissionIssue(Base):
     explained_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
 
 
+class ExplanationFile(Base):
+    """A feedback workbook a council sent back with explanations for its queries.
+
+    Kept apart from ``submission_versions`` so a returned workbook never counts as data: it
+    explains the queries of the version it names (``version_id``). Its bytes are archived like
+    any file; ``status`` is ``applied`` or ``refused`` (``message`` says why, for the council).
+    """
+
+    __tablename__ = "explanation_files"
+    __table_args__ = (UniqueConstraint("submission_id", "source_item_id", "source_etag"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    submission_id: Mapped[int] = mapped_column(ForeignKey("expected_submissions.id", ondelete="CASCADE"), index=True)
+    version_id: Mapped[int | None] = mapped_column(ForeignKey("submission_versions.id", ondelete="CASCADE"))
+    file_sha256: Mapped[str] = mapped_column(ForeignKey("archived_files.sha256"))
+    filename: Mapped[str] = mapped_column(Text)
+    source_item_id: Mapped[str] = mapped_column(Text)
+    source_etag: Mapped[str] = mapped_column(Text)
+    uploaded_by: Mapped[str | None] = mapped_column(Text)
+    received_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    status: Mapped[str] = mapped_column(String(10))  # applied | refused
+    explained: Mapped[int] = mapped_column(Integer, default=0)
+    message: Mapped[str | None] = mapped_column(Text)
+
+
 class SentEmail(Base):
     """Every email the platform sends, keyed so a retry, rerun or backfill never sends it twice.
 

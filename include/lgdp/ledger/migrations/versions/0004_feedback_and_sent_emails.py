@@ -1,4 +1,4 @@
-"""Feedback: explained queries, a ``queries`` version outcome, and the sent-email ledger.
+"""Feedback: explained queries, returned feedback workbooks, a ``queries`` version outcome, and the sent-email ledger.
 
 Revision ID: 0004
 Revises: 0003
@@ -19,6 +19,42 @@ def upgrade() -> None:
     op.add_column("submission_issues", sa.Column("explanation", sa.Text(), nullable=True), schema="lgdp")
     op.add_column(
         "submission_issues", sa.Column("explained_at", sa.DateTime(timezone=True), nullable=True), schema="lgdp"
+    )
+    op.create_table(
+        "explanation_files",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("submission_id", sa.Integer(), nullable=False),
+        sa.Column("version_id", sa.Integer(), nullable=True),
+        sa.Column("file_sha256", sa.String(length=64), nullable=False),
+        sa.Column("filename", sa.Text(), nullable=False),
+        sa.Column("source_item_id", sa.Text(), nullable=False),
+        sa.Column("source_etag", sa.Text(), nullable=False),
+        sa.Column("uploaded_by", sa.Text(), nullable=True),
+        sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("status", sa.String(length=10), nullable=False),
+        sa.Column("explained", sa.Integer(), nullable=False),
+        sa.Column("message", sa.Text(), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["file_sha256"], ["lgdp.archived_files.sha256"],
+            name=op.f("fk_explanation_files_file_sha256_archived_files"),
+        ),
+        sa.ForeignKeyConstraint(
+            ["submission_id"], ["lgdp.expected_submissions.id"],
+            name=op.f("fk_explanation_files_submission_id_expected_submissions"), ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["version_id"], ["lgdp.submission_versions.id"],
+            name=op.f("fk_explanation_files_version_id_submission_versions"), ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_explanation_files")),
+        sa.UniqueConstraint(
+            "submission_id", "source_item_id", "source_etag",
+            name=op.f("uq_explanation_files_submission_id_source_item_id_source_etag"),
+        ),
+        schema="lgdp",
+    )
+    op.create_index(
+        op.f("ix_explanation_files_submission_id"), "explanation_files", ["submission_id"], unique=False, schema="lgdp"
     )
     op.create_table(
         "sent_emails",
@@ -45,6 +81,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("sent_emails", schema="lgdp")
+    op.drop_table("explanation_files", schema="lgdp")
     op.drop_column("submission_issues", "explained_at", schema="lgdp")
     op.drop_column("submission_issues", "explanation", schema="lgdp")
     # PostgreSQL cannot drop an enum value: rebuild the type without it.
