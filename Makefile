@@ -13,7 +13,12 @@ $(STAMP): requirements.txt constraints.txt pyproject.toml
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
-install: $(STAMP)
+# Node packages (Azurite, the Azure Blob emulator the tests and demo use), pinned by package-lock.json.
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch node_modules/.installed
+
+install: $(STAMP) node_modules/.installed
 
 ## Start the demo: embedded PostgreSQL (unless LGDP_DATABASE_URL is set), migrations, airflow standalone.
 demo: install
