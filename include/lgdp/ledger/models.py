@@ -273,3 +273,58 @@ class SentEmail(Base):
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
     sent_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Delivery(Base):
+    """One delivery version of one period of one return to one requester (``lgdp.distribute``).
+
+    ``publishing`` is claimed before the first byte is written and becomes ``published`` only after
+    the manifest, written last, is in place: a failed publish leaves ``publishing`` and no manifest,
+    and the retry reuses the same version. ``versions`` maps each included council to its accepted
+    submission version id, which is how a rerun with nothing new publishes nothing. No row data.
+    """
+
+    __tablename__ = "deliveries"
+    __table_args__ = (UniqueConstraint("return_id", "period", "requester", "version"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    return_id: Mapped[str] = mapped_column(String(40))
+    period: Mapped[str] = mapped_column(String(20))
+    requester: Mapped[str] = mapped_column(String(40))
+    version: Mapped[int] = mapped_column(Integer)
+    spec_version: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(12))  # publishing | published
+    reason: Mapped[str] = mapped_column(String(20))  # all_accepted | closed | late
+    versions: Mapped[dict[str, Any]]  # council code -> accepted submission version id
+    missing: Mapped[list[str]] = mapped_column(JSON().with_variant(JSONB(), "postgresql"))
+    rows: Mapped[int | None] = mapped_column(Integer)
+    location: Mapped[str | None] = mapped_column(Text)  # e.g. wasb://container/prefix/2025-26/v1/
+    manifest_sha256: Mapped[str | None] = mapped_column(String(64))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+    started_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    published_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class RequesterSignoff(Base):
+    """A file a requester wrote back under ``returned/``: the period's final state for that requester.
+
+    The bytes are kept in ``archived_files`` (by SHA-256), so the final data is available from the
+    platform whatever happens to the requester's container. The newest row of a (return, period,
+    requester) is the final state; ``delivery_version`` is the delivery it answers, if it says.
+    """
+
+    __tablename__ = "requester_signoffs"
+    __table_args__ = (UniqueConstraint("return_id", "requester", "path", "file_sha256"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    return_id: Mapped[str] = mapped_column(String(40))
+    period: Mapped[str] = mapped_column(String(20))
+    requester: Mapped[str] = mapped_column(String(40))
+    path: Mapped[str] = mapped_column(Text)
+    file_sha256: Mapped[str] = mapped_column(ForeignKey("archived_files.sha256"))
+    size: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(12))  # signoff | data
+    delivery_version: Mapped[int | None] = mapped_column(Integer)
+    returned_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    recorded_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
