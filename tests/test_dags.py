@@ -30,7 +30,10 @@ def test_dag_shape_follows_the_spec(bag):
     for loaded in load_register().approved():
         dag = bag.dags[loaded.dag_id]
         spec = loaded.spec
-        assert dag.task_ids == ["open_collection", "collect"]
+        assert dag.task_ids[:2] == ["open_collection", "collect"]
+        reminders = [f"remind_{r.kind}" for r in spec.reminders]
+        assert [t for t in dag.task_ids if t.startswith("remind_")] == reminders
+        assert all(dag.get_task(t).upstream_task_ids == {"open_collection"} for t in reminders)
         collect = dag.get_task("collect")
         assert collect.map_index_template == "{{ task.council_name }}"
         assert [m["council"] for m in collect.expand_input.value] == [c.code for c in loaded.providers]

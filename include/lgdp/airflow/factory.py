@@ -16,6 +16,7 @@ from typing import Any
 from airflow.sdk import DAG, CronTriggerTimetable
 
 from lgdp.airflow.operators import CollectSubmissionOperator, OpenCollectionOperator
+from lgdp.airflow.remind import ReminderOperator
 from lgdp.specs.plans import DagPlan, Plans, load_plans
 
 START = dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc)
@@ -49,6 +50,8 @@ def build_dag(plan: DagPlan) -> DAG:
             retries=3,
         ).expand_kwargs([{"council": code, "council_name": name} for code, name in plan.providers])
         opened >> collect
+        for kind in plan.reminders:  # one waiting task per reminder of the spec (lgdp.notify.schedule)
+            opened >> ReminderOperator(task_id=f"remind_{kind}", return_id=plan.return_id, kind=kind, retries=3)
     return dag
 
 
