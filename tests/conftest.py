@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["fixtures_m365", "fixtures_smtp"]
+pytest_plugins = ["fixtures_m365", "fixtures_smtp", "fixtures_azurite"]
 ROOT = Path(__file__).resolve().parents[1]
 _STATE: dict[str, object] = {}
 

@@ -1,0 +1,87 @@
+"""``manifest.json``: what one delivery version holds, written last so its presence means "complete".
+
+A requester who sees the manifest sees a complete delivery: every file it lists is already in
+place, with the SHA-256 and size to check it by. Row counts are per council; councils missing
+from the delivery (no accepted submission yet) are named, so a partial delivery at the close is
+never mistaken for a whole one. No row data: codes, counts, hashes and names of councils only.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from typing import Any
+
+from lgdp.distribute.build import Built
+from lgdp.distribute.select import AcceptedSet
+from lgdp.specs.load import LoadedSpec
+from lgdp.specs.model import Distribution
+
+MANIFEST_NAME = "manifest.json"
+MANIFEST_FORMAT = 1
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def manifest(
+    loaded: LoadedSpec,
+    dist: Distribution,
+    period: str,
+    delivery_version: int,
+    reason: str,
+    accepted: AcceptedSet,
+    built: Built,
+    validation: dict[str, Any],
+    generated_at: dt.datetime,
+    supersedes: int | None = None,
+) -> dict[str, Any]:
+    """The manifest as a JSON-able dict (see ``docs/distribution.md`` for every field)."""
+    names = {c.code: c.name for c in loaded.providers}
+    return {
+        "manifest_format": MANIFEST_FORMAT,
+        "return": {"id": loaded.id, "title": loaded.spec.title, "spec_version": loaded.spec.version},
+        "period": period,
+        "requester": {"id": dist.requester, "name": dist.name},
+        "delivery_version": delivery_version,
+        "supersedes_version": supersedes,
+        "reason": reason,
+        "complete": accepted.complete,
+        "councils_included": [
+            {
+                "code": code,
+                "name": names.get(code, code),
+                "submission_version": accepted.numbers.get(code),
+                "rows": accepted.rows.get(code, 0),
+            }
+            for code in accepted.councils
+        ],
+        "councils_missing": [{"code": code, "name": names.get(code, code)} for code in accepted.missing],
+        "rows": built.rows,
+        "columns": built.columns,
+        "pseudonymised": list(dist.pseudonymise),
+        "pseudonymisation": "HMAC-SHA256 with this requester's key, lowercase hex" if dist.pseudonymise else None,
+        "suppression": built.suppression,
+        "formula_neutralisation": "text values starting with = + - @ tab or CR are prefixed with ' in csv, xlsx and xml",
+        "files": [
+            {
+                "name": name,
+                "format": built.formats[name],
+                "bytes": len(data),
+                "sha256": sha256_hex(data),
+                "rows": built.rows,
+            }
+            for name, data in built.files.items()
+        ],
+        "validation": validation,
+        "generated_at": generated_at.astimezone(dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def manifest_bytes(doc: dict[str, Any]) -> bytes:
+    return (json.dumps(doc, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+
+
+__all__ = ["MANIFEST_FORMAT", "MANIFEST_NAME", "manifest", "manifest_bytes", "sha256_hex"]
