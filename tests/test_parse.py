@@ -403,3 +403,95 @@ def test_integers_with_a_plus_sign_thousands_and_trailing_zero_decimals():
     from lgdp.parse.coerce import to_integer
 
     assert to_integer(pa.array(["+4", "-3", "1,200", "12.0", "x", None])).to_pylist() == [4, -3, 1200, 12, None, None]
+
+
+# --------------------------------------------------------------------------------------------
+# The two workbook readers (columnar fastexcel, cell-by-cell python-calamine) give one result
+
+
+def _workbook(build) -> bytes:
+    from openpyxl.styles import Font
+
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.title = "episodes"
+    build(ws, Font)
+    buf = io.BytesIO()
+    wb.save(buf)
+    return buf.getvalue()
+
+
+def _put(ws, top_left: str, rows: list[list]) -> None:
+    from openpyxl.utils.cell import coordinate_from_string, column_index_from_string
+
+    col, row = coordinate_from_string(top_left)
+    c0 = column_index_from_string(col)
+    for i, r in enumerate(rows):
+        for j, v in enumerate(r):
+            if v is not None:
+                ws.cell(row=row + i, column=c0 + j, value=v)
+
+
+D = dt.datetime
+AWKWARD_WORKBOOKS = {
+    # name: (build, whether the columnar reader is expected to be used)
+    "plain": (lambda ws, F: _put(ws, "A1", [["a", "when", "n"], ["x", D(2020, 1, 2), 1], ["y", D(2021, 3, 4), 2.0]]), True),
+    "offset with styled empty cells above": (
+        lambda ws, F: (setattr(ws["C2"], "font", F(bold=True)),
+                       _put(ws, "B3", [["a", "b"], ["x", 1.5], [None, None], ["z", -0.25]])), True),
+    "fractions and large numbers": (
+        lambda ws, F: _put(ws, "A1", [["n", "m"], [0.30000000000000004, 1e16], [1 / 3, -12345678901234.5], [2.5, 7]]), True),
+    "booleans, blanks and spaces": (
+        lambda ws, F: _put(ws, "A1", [["flag", "empty", "text"], [True, None, "  padded  "], [False, None, " "],
+                                      [None, None, "naïve ✓"]]), True),
+    "merged cells and formulas": (
+        lambda ws, F: (_put(ws, "A1", [["a", "b", "c"], ["x", 1, "=B2*2"], ["y", 2, "=B3*2"]]), ws.merge_cells("A2:A3")), True),
+    "many merged ranges, out of order": (
+        lambda ws, F: (_put(ws, "A1", [["a", "b", "c"]] + [[f"x{i}", i, i * 2] for i in range(120)]),
+                       [ws.merge_cells(f"B{r}:C{r}") for r in range(120, 2, -2)]), True),
+    "text that looks like null": (lambda ws, F: _put(ws, "A1", [["a", "b"], ["NA", "null"], ["N/A", "x"]]), True),
+    "dates mixed with text": (lambda ws, F: _put(ws, "A1", [["when"], [D(2020, 1, 2)], ["N/A"], ["31/03/2025"]]), False),
+    "numbers mixed with text": (lambda ws, F: _put(ws, "A1", [["n"], [1], ["two"], [3.5]]), False),
+    "a time of day": (lambda ws, F: _put(ws, "A1", [["when"], [D(2020, 1, 2, 10, 30)], [D(2020, 1, 3)]]), False),
+    "duplicate headers": (lambda ws, F: _put(ws, "A1", [["a", "a", "a_1"], [1, 2, 3]]), False),
+    "blank header over data": (lambda ws, F: _put(ws, "A1", [["a", None, "c"], [1, 2, 3]]), False),
+    "numeric header": (lambda ws, F: _put(ws, "A1", [["a", 2025], [1, 2]]), False),
+    "headers only": (lambda ws, F: _put(ws, "A1", [["a", "b"]]), None),
+    "empty sheet": (lambda ws, F: None, None),
+    "error cells": (lambda ws, F: _put(ws, "A1", [["a", "b"], ["x", "#N/A"], ["y", 2]]), None),
+    "a value beyond the header's width": (lambda ws, F: _put(ws, "A1", [["a"], [1, None, "far"], [2]]), None),
+}
+
+
+@pytest.mark.parametrize("name", sorted(AWKWARD_WORKBOOKS))
+def test_columnar_and_cell_by_cell_workbook_readers_agree(name, monkeypatch):
+    import time
+
+    from lgdp.parse import readers
+    from lgdp.parse.coerce import blank_to_null
+
+    build, columnar = AWKWARD_WORKBOOKS[name]
+    data = _workbook(build)
+    used: list[bool] = []
+    real = readers._columnar_table
+
+    def read(exact: bool):
+        def columnar_table(*a, **k):
+            out = None if exact else real(*a, **k)
+            used.append(out is not None)
+            return out
+
+        monkeypatch.setattr(readers, "_columnar_table", columnar_table)
+        ctx = readers.Context(Limits(), time.monotonic() + 60, "xlsx", "x@example.org", "episodes")
+        try:
+            r = readers.read_xlsx(data, ctx, lambda sheets: sheets[0] if sheets else None)
+        except readers.Stop as stop:
+            return ("stop", stop.issue)
+        return (r.headers, [blank_to_null(c).to_pylist() for c in r.columns], r.row_numbers.to_pylist(),
+                r.column_letters, r.issues, r.meta)
+
+    fast = read(exact=False)
+    fast_used = any(used)
+    assert fast == read(exact=True)
+    if columnar is not None:
+        assert fast_used is columnar

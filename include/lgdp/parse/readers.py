@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import logging
 import re
 import threading
 import time
@@ -364,24 +365,90 @@ def _sheet_part(zf: zipfile.ZipFile, sheet_name: str, ctx: Context) -> str | Non
 
 
 _F_MARKS = (b"<f>", b"<f ", b"<f/", b":f>", b":f ", b":f/")
+_ROW_R = re.compile(rb"<(?:[A-Za-z_][\w.-]*:)?row\b[^>]*?\br=\"(\d{1,7})\"")
+_MERGE_RE = re.compile(rb"<(?:[A-Za-z_][\w.-]*:)?mergeCell\s[^>]*?\bref=\"([A-Z]{1,3})(\d{1,7})(?::([A-Z]{1,3})(\d{1,7}))?\"")
 
 
-def find_formulas(zf: zipfile.ZipFile, part: str, ctx: Context, cap: int = 50) -> tuple[list[str], int]:
-    """Cells of the sheet XML that hold a formula: streamed a block of whole rows at a time,
-    with a plain byte search first (a sheet without formulas costs one pass of ``bytes.find``)."""
-    refs: list[str] = []
-    count = 0
+@dataclass
+class SheetScan:
+    """What one streamed pass over a worksheet's XML finds besides the values themselves."""
+
+    formula_refs: list[str] = field(default_factory=list)
+    formula_count: int = 0
+    merged: list[tuple[tuple[int, int], tuple[int, int]]] = field(default_factory=list)
+    """Merged ranges as ((first row, first column), (last row, last column)), 0-based, in file order."""
+    first_value_row: int | None = None
+    last_value_row: int | None = None
+    """1-based rows of the first and last ``<row>`` holding a cell with a value (None: not found)."""
+
+
+def _col_index(letters: bytes) -> int:
+    n = 0
+    for ch in letters:
+        n = n * 26 + ch - 64
+    return n - 1
+
+
+def _row_before(block: bytes, pos: int) -> int | None:
+    """The ``r`` of the ``<row>`` element that holds position ``pos`` of a block of whole rows."""
+    start = max(block.rfind(b"<row", 0, pos), block.rfind(b":row", 0, pos))
+    if start < 0:
+        return None
+    if block[start] == 0x3A:  # ":row": back to the "<" of its prefix
+        start = block.rfind(b"<", 0, start)
+    m = _ROW_R.match(block, start)
+    return int(m.group(1)) if m else None
+
+
+_SHEET_DATA = re.compile(rb"<([A-Za-z_][\w.-]*:)?sheetData[\s/>]")
+
+
+def _data_end(block: bytes) -> int:
+    """Where ``</sheetData>`` starts in the block (the block's length if it is not there)."""
+    at = block.find(b"sheetData>")
+    while at >= 0:
+        lt = block.rfind(b"<", 0, at)
+        if lt >= 0 and block[lt + 1: lt + 2] == b"/":
+            return lt
+        at = block.find(b"sheetData>", at + 10)
+    return len(block)
+
+
+def scan_sheet(zf: zipfile.ZipFile, part: str, ctx: Context, cap: int = 50) -> SheetScan:
+    """Stream the sheet XML a block of whole rows at a time: the cells holding a formula (a plain
+    byte search first, so a sheet without formulas costs one pass of ``bytes.find``), the merged
+    ranges, and the first and last rows with a value (where the sheet's cell range starts and
+    ends, for the columnar reader's row numbers).
+
+    The tag prefix of ``<sheetData>`` (none, or e.g. ``x:``) is read from the first block; the
+    byte searches then look only for that spelling (one pass each instead of two).
+    """
+    out = SheetScan()
+    refs = out.formula_refs
     carry = b""
+    prefix: bytes | None = None  # unknown until <sheetData> is seen: search for every spelling
+    f_any: tuple[bytes, ...] = (b"<f", b":f")
+    f_marks = _F_MARKS
+    row_end: tuple[bytes, ...] = (b"</row>", b":row>")
+    data_start: int | None = None
     try:
         fh = zf.open(part)
     except KeyError:
-        return refs, 0
+        return out
     with fh:
         while True:
             chunk = fh.read(4 << 20)
             buf = carry + chunk
+            if prefix is None:
+                m = _SHEET_DATA.search(buf, 0, 1 << 20)
+                if m:
+                    prefix = m.group(1) or b""
+                    data_start = m.start()
+                    f_any = (b"<" + prefix + b"f",)
+                    f_marks = tuple(b"<" + prefix + b"f" + end for end in (b">", b" ", b"/"))
+                    row_end = (b"</" + prefix + b"row>",)
             if chunk:
-                cut = max(buf.rfind(b"</row>") + 6, buf.rfind(b":row>") + 5)  # after the last </row> (or </x:row>)
+                cut = max(buf.rfind(end) + len(end) for end in row_end)  # after the last </row>
                 if cut < 6:
                     if len(buf) > (64 << 20):
                         raise Stop(issue("FILE-005", detail="one row of the sheet is larger than 64 MB"))
@@ -390,7 +457,7 @@ def find_formulas(zf: zipfile.ZipFile, part: str, ctx: Context, cap: int = 50) -
             else:
                 cut = len(buf)
             block, carry = buf[:cut], buf[cut:]
-            if (b"<f" in block or b":f" in block) and any(mark in block for mark in _F_MARKS):
+            if any(f in block for f in f_any) and any(mark in block for mark in f_marks):
                 cells = [(m.start(), m.group(1).decode()) for m in _C_RE.finditer(block)]
                 k = 0
                 ref = "?"
@@ -398,13 +465,38 @@ def find_formulas(zf: zipfile.ZipFile, part: str, ctx: Context, cap: int = 50) -
                     while k < len(cells) and cells[k][0] < m.start():
                         ref = cells[k][1]
                         k += 1
-                    count += 1
+                    out.formula_count += 1
                     if len(refs) < cap and (not refs or refs[-1] != ref):
                         refs.append(ref)
+            # Rows with a value: any "v>" (<v>, </v>, </x:v>) or "is>" (inline strings) inside
+            # sheetData. A block other than the last ends at a </row>, so </sheetData> is in the last.
+            end = len(block) if chunk else _data_end(block)
+            begin = len(block)  # nothing of sheetData seen yet
+            if data_start is not None:
+                begin, data_start = data_start, 0
+            if begin < end:
+                if out.first_value_row is None:
+                    hits = [p for p in (block.find(b"v>", begin, end), block.find(b"is>", begin, end)) if p >= 0]
+                    if hits:
+                        out.first_value_row = _row_before(block, min(hits))
+                last = max(block.rfind(b"v>", begin, end), block.rfind(b"is>", begin, end))
+                if last >= 0:
+                    out.last_value_row = _row_before(block, last)
+            if b"mergeCell" in block:
+                for m in _MERGE_RE.finditer(block):
+                    r0, c0 = int(m.group(2)) - 1, _col_index(m.group(1))
+                    r1, c1 = (int(m.group(4)) - 1, _col_index(m.group(3))) if m.group(3) else (r0, c0)
+                    out.merged.append(((r0, c0), (r1, c1)))
             ctx.check_time()
             if not chunk:
                 break
-    return refs, count
+    return out
+
+
+def find_formulas(zf: zipfile.ZipFile, part: str, ctx: Context, cap: int = 50) -> tuple[list[str], int]:
+    """Cells of the sheet XML that hold a formula (see ``scan_sheet``)."""
+    found = scan_sheet(zf, part, ctx, cap)
+    return found.formula_refs, found.formula_count
 
 
 def cell_text(v: Any) -> str:
@@ -479,6 +571,17 @@ _YEAR_1000 = (dt.date(1000, 1, 1) - dt.date(1970, 1, 1)).days
 
 
 def read_xlsx(data: bytes, ctx: Context, sheet_chooser: Callable[[list[str]], str | None]) -> RawTable:
+    """A workbook's chosen sheet as text cells.
+
+    Two readers, one result. The columnar one (fastexcel: calamine straight to Arrow, the cells
+    never become Python objects) is tried first; when the sheet is anything but plain (a column
+    mixing text with numbers or dates, a cell fastexcel cannot convert, a header cell that is not
+    text or is repeated, a time of day, a range whose start the scan cannot confirm) its result is
+    dropped and python-calamine reads the sheet cell by cell as before. Both give the same headers,
+    text, row numbers and issues: ``tests/test_parse.py`` compares them on awkward workbooks.
+    Either way the sheet XML is also streamed once (``scan_sheet``) for formulas and merged cells,
+    on the other core while the reader works without the GIL.
+    """
     from python_calamine import CalamineWorkbook, PasswordError, SheetTypeEnum, SheetVisibleEnum
 
     zf = inspect_zip(data, ctx)
@@ -496,33 +599,161 @@ def read_xlsx(data: bytes, ctx: Context, sheet_chooser: Callable[[list[str]], st
     if chosen is None:
         found = ", ".join(f"'{n}'" for n in all_sheets[:10])
         raise Stop(issue("FILE-014", detail=f" (it has only {found})" if found else "", sheet=ctx.dataset))
-    # calamine reads the sheet without holding the GIL: the formula scan (a second pass over the
-    # sheet's XML) runs beside it, on the other core. What either finds is reported in the same
-    # order and with the same precedence as when they ran one after the other.
-    loading: dict[str, Any] = {}
 
-    def load_sheet() -> None:
-        try:
-            loading["sheet"] = wb.get_sheet_by_name(chosen)
-        except BaseException as exc:  # noqa: BLE001 - re-raised below as the file's problem
-            loading["error"] = exc
-
-    loader = threading.Thread(target=load_sheet, name="lgdp-xlsx-sheet", daemon=True)
+    fast: dict[str, Any] = {}
+    loader = threading.Thread(target=_load_columnar, args=(data, chosen, fast), name="lgdp-xlsx-sheet", daemon=True)
     loader.start()
-    formulas: tuple[list[str], int] | None = None
+    scan: SheetScan | None = None
     scan_stop: Exception | None = None
     try:
         part = _sheet_part(zf, chosen, ctx)
         if part:
-            formulas = find_formulas(zf, part, ctx)
+            scan = scan_sheet(zf, part, ctx)
     except Exception as exc:  # noqa: BLE001 - raised below, after the sheet's own problems
         scan_stop = exc
     loader.join()
-    if "error" in loading:
-        if isinstance(loading["error"], Exception):
-            raise ctx.unreadable(f"the sheet '{chosen}' is damaged") from None
-        raise loading["error"]
-    sheet = loading["sheet"]
+    ctx.check_time()
+    raw = None
+    if scan_stop is None and "batch" in fast:
+        raw = _columnar_table(fast, scan, ctx)
+    if raw is None:
+        raw = _read_cells(wb, chosen, scan, scan_stop, ctx)
+    raw.meta.update(sheet=chosen, sheets=all_sheets)
+    return raw
+
+
+# fastexcel logs a warning for every column with no value at all (normal in a return: an optional
+# item left empty); a column it cannot read makes it raise, which is what we act on.
+logging.getLogger("fastexcel").setLevel(logging.ERROR)
+
+
+def _load_columnar(data: bytes, chosen: str, box: dict[str, Any]) -> None:
+    """fastexcel's read of the sheet, every column typed from all its cells (``strict``: a column
+    mixing types is an error, so a text column is known to hold only text). Any failure leaves
+    ``box`` without a batch, and the cell-by-cell reader takes over."""
+    try:
+        import fastexcel
+
+        sheet = fastexcel.read_excel(data).load_sheet(
+            chosen, header_row=0, schema_sample_rows=None, dtype_coercion="strict"
+        )
+        box["height"] = sheet.height
+        box["columns"] = sheet.available_columns()
+        box["batch"], box["errors"] = sheet.to_arrow_with_errors()
+    except BaseException as exc:  # noqa: BLE001 - the exact reader decides what the problem is
+        box.clear()
+        box["error"] = exc
+
+
+_NUMBER_LIKE = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?|true|false|inf|-inf|NaN", re.I)
+
+
+def _plain_header(columns: list[Any]) -> bool:
+    """True when fastexcel's column names are the header cells' text as written: each looked up
+    (not generated for a blank cell), not a number or boolean turned into text, not renamed
+    ``name_1`` because it repeats an earlier heading."""
+    seen: list[str] = []
+    for col in columns:
+        name = col.name
+        if col.column_name_from != "looked_up" or _NUMBER_LIKE.fullmatch(name):
+            return False
+        base, _, k = name.rpartition("_")
+        if base and k.isdigit() and base in seen:
+            return False
+        seen.append(name)
+    return True
+
+
+def _columnar_table(fast: dict[str, Any], scan: SheetScan | None, ctx: Context) -> RawTable | None:
+    """The RawTable from fastexcel's batch, or None when the sheet needs the cell-by-cell reader."""
+    errors = fast.get("errors")
+    columns = fast["columns"]
+    batch: pa.RecordBatch = fast["batch"]
+    height = fast["height"]
+    if errors is not None and errors.errors:
+        return None
+    if scan is None or scan.first_value_row is None or scan.last_value_row is None or not columns:
+        return None
+    if scan.last_value_row - scan.first_value_row != height or batch.num_rows != height:
+        return None  # the range is not where the scan says: let calamine number the rows
+    if not _plain_header(columns):
+        return None
+    if height > ctx.limits.max_rows:
+        raise Stop(issue("ROW-001", rows=f"{height:,}", limit=f"{ctx.limits.max_rows:,}", contact=ctx.contact))
+    texts: list[pa.Array] = []
+    for j, col in enumerate(columns):
+        out = _arrow_text(batch.column(j), col.dtype)
+        if out is None:
+            return None
+        texts.append(out)
+        ctx.check_time()
+    header = [col.name.strip() for col in columns]
+    letters = [col_letter(col.absolute_index) for col in columns]
+    # Data rows follow the header, the range's first row: the first row holding a value.
+    rows = _row_numbers(scan.first_value_row + 1, height)
+    return RawTable(header, texts, rows, "xlsx", _sheet_issues(scan), serial_dates=True, column_letters=letters)
+
+
+def _arrow_text(col: pa.Array, dtype: str) -> pa.Array | None:
+    """A typed fastexcel column as the text ``cell_text`` gives for the same cells (empty cells
+    null), or None where only the cell-by-cell reader gives the same text (times of day,
+    durations, ISO date cells, years before 1000)."""
+    if isinstance(col, pa.ChunkedArray):
+        col = col.combine_chunks()
+    if dtype == "string":
+        return col.cast(pa.string()) if col.type != pa.string() else col
+    if dtype == "null":
+        return pa.nulls(len(col), pa.string())
+    if dtype == "boolean":
+        return pc.if_else(col, "true", "false")
+    if dtype == "int":
+        return pc.cast(col, pa.string())
+    if dtype == "float":
+        whole = pc.and_(pc.equal(pc.floor(col), col), pc.less(pc.abs(col), 1e15))
+        if pc.all(whole).as_py() is False:
+            return pa.array([None if v is None else cell_text(v) for v in col.to_pylist()], pa.string())
+        return pc.cast(pc.cast(col, pa.int64()), pa.string())
+    if dtype == "datetime":
+        days = pc.cast(pc.floor_temporal(col, unit="day"), pa.date32())
+        if pc.all(pc.equal(pc.cast(days, col.type), col)).as_py() is False:
+            return None  # a time of day
+        first = pc.min(pc.cast(days, pa.int32())).as_py()
+        if first is not None and first < _YEAR_1000:
+            return None
+        return pc.cast(days, pa.string())
+    return None
+
+
+def _sheet_issues(scan: SheetScan | None) -> list[Issue]:
+    """CELL-002 for merged ranges and CELL-001 for formulas, as a council officer reads them."""
+    issues: list[Issue] = []
+    if scan is None:
+        return issues
+    merged = scan.merged
+    for (r0, c0), (r1, c1) in merged[:50]:
+        issues.append(issue("CELL-002", row=r0 + 1, cells=f"{_cell_ref(r0, c0)}:{_cell_ref(r1, c1)}"))
+    if len(merged) > 50:
+        issues.append(issue("CELL-002", cells=f"in {len(merged) - 50} more places"))
+    issues += _formula_issues(scan)
+    return issues
+
+
+def _formula_issues(scan: SheetScan) -> list[Issue]:
+    out: list[Issue] = []
+    for ref in scan.formula_refs:
+        m = re.match(r"[A-Z]+(\d+)", ref)
+        out.append(issue("CELL-001", row=int(m.group(1)) if m else None, cell=ref))
+    if scan.formula_count > len(scan.formula_refs):
+        out.append(issue("CELL-001", cell=f"… and {scan.formula_count - len(scan.formula_refs)} more cells"))
+    return out
+
+
+def _read_cells(wb: Any, chosen: str, scan: SheetScan | None, scan_stop: Exception | None, ctx: Context) -> RawTable:
+    """The cell-by-cell reader: python-calamine's values, one Python object per cell."""
+    try:
+        sheet = wb.get_sheet_by_name(chosen)
+    except Exception:
+        raise ctx.unreadable(f"the sheet '{chosen}' is damaged") from None
     ctx.check_time()
     if sheet.height - 1 > ctx.limits.max_rows:
         raise Stop(issue("ROW-001", rows=f"{sheet.height - 1:,}", limit=f"{ctx.limits.max_rows:,}", contact=ctx.contact))
@@ -534,22 +765,16 @@ def read_xlsx(data: bytes, ctx: Context, sheet_chooser: Callable[[list[str]], st
         issues.append(issue("CELL-002", cells=f"in {len(merged) - 50} more places"))
     if scan_stop is not None:
         raise scan_stop
-    if formulas is not None:
-        refs, count = formulas
-        for ref in refs:
-            m = re.match(r"[A-Z]+(\d+)", ref)
-            issues.append(issue("CELL-001", row=int(m.group(1)) if m else None, cell=ref))
-        if count > len(refs):
-            issues.append(issue("CELL-001", cell=f"… and {count - len(refs)} more cells"))
+    if scan is not None:
+        issues += _formula_issues(scan)
     try:
         values = sheet.to_python()
     except Exception:
         raise ctx.unreadable(f"the sheet '{chosen}' could not be read") from None
     ctx.check_time()
     start_row, start_col = sheet.start or (0, 0)
-    if not values or not any(str(v).strip() for v in values[0]):
-        if not values:
-            raise Stop(issue("FILE-006"))
+    if not values:
+        raise Stop(issue("FILE-006"))
     header = [cell_text(v).strip() for v in values[0]]
     body = values[1:]
     width = len(header)
@@ -560,9 +785,7 @@ def read_xlsx(data: bytes, ctx: Context, sheet_chooser: Callable[[list[str]], st
     columns = [_text_column(col) for col in by_column]
     rows = _row_numbers(start_row + 2, len(body))
     letters = [col_letter(start_col + j) for j in range(width)]
-    raw = RawTable(header, columns, rows, "xlsx", issues, serial_dates=True, column_letters=letters)
-    raw.meta.update(sheet=chosen, sheets=all_sheets)
-    return raw
+    return RawTable(header, columns, rows, "xlsx", issues, serial_dates=True, column_letters=letters)
 
 
 # ---------------------------------------------------------------------------------------------
