@@ -38,6 +38,7 @@ class ReminderOperator(BaseOperator):
 
     def execute(self, context: Any, now: dt.datetime | None = None) -> dict[str, object] | None:
         from airflow.providers.standard.triggers.temporal import DateTimeTrigger
+        from airflow.sdk.exceptions import AirflowSkipException
 
         from lgdp.notify.reminders import send_reminders
         from lgdp.notify.schedule import decide, schedule, slot_for
@@ -51,7 +52,11 @@ class ReminderOperator(BaseOperator):
             send_at = slot_for(slots, self.kind).send_at.astimezone(dt.timezone.utc)
             self.log.info("Waiting (no worker slot held): %s", decision.reason)
             self.defer(trigger=DateTimeTrigger(moment=send_at), method_name="resume")
-        return send_reminders(loaded, period, self.kind, now).as_xcom()
+        run = send_reminders(loaded, period, self.kind, now)
+        if run.action == "skip":
+            # Shown as skipped in the grid: this reminder did not go out, and the log says why.
+            raise AirflowSkipException(run.reason)
+        return run.as_xcom()
 
     def resume(self, context: Any, event: Any = None) -> dict[str, object] | None:
         # Decide again: the period's window may have closed, or a later reminder come due, meanwhile.

@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from email import policy
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid, parseaddr
+
+
+# Headers up to SMTP's hard limit on one line: Python's folding at 78 characters sometimes moves a
+# whole subject onto a continuation line, which some parsers read back with a leading space.
+POLICY = policy.default.clone(max_line_length=998)
 
 
 @dataclass
@@ -40,7 +46,7 @@ def build_mime(email: Email, sender: str, message_id: str | None = None) -> Emai
     """
     if not email.to:
         raise ValueError("an email needs at least one recipient")
-    msg = EmailMessage()
+    msg = EmailMessage(policy=POLICY)
     msg["Subject"] = email.subject
     msg["From"] = sender
     msg["To"] = ", ".join(email.to)
