@@ -98,6 +98,11 @@ def _staged(council: str) -> dict[int, int]:
         return {vid: n for vid, n in rows}
 
 
+def _feedback_subjects(smtp) -> list[tuple[str, str]]:
+    """(To, Subject) of the outcome emails (the DAG's reminder tasks may send others)."""
+    return sorted((m["To"], m["Subject"]) for m in smtp.messages if ", version " in m["Subject"])
+
+
 def _when(predicate, timeout: float = 120.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -111,7 +116,7 @@ def _when(predicate, timeout: float = 120.0) -> bool:
 
 
 def test_councils_upload_platform_collects_rejects_and_accepts_the_corrected_version(
-    two_council_specs, m365, airflow_db, clean_ledger
+    two_council_specs, m365, smtp, airflow_db, clean_ledger
 ):
     from lgdp.collect.graph import folder_path
 
@@ -167,11 +172,23 @@ def test_councils_upload_platform_collects_rejects_and_accepts_the_corrected_ver
     assert sorted(_staged(GLASGOW).values()) == [25]
     assert sorted(_staged(EDINBURGH).values()) == [40]
 
+    # each council was told: Glasgow its rejection then its acceptance, Edinburgh its acceptance;
+    # feedback workbooks and the accepted data are in their _platform folders
+    subjects = _feedback_subjects(smtp)
+    assert [s for to, s in subjects if "glasgow" in to.lower()] == sorted(
+        [f"Children Looked After in Scotland (CLAS) {period}: Not accepted: errors to fix (Glasgow City, version 1)",
+         f"Children Looked After in Scotland (CLAS) {period}: accepted (Glasgow City, version 2)"]
+    ), subjects
+    assert len([s for to, s in subjects if "edinburgh" in to.lower()]) == 1
+    assert {"feedback_v1.xlsx", "feedback_v2.xlsx", "accepted_v2.csv"} <= set(m365.list_names(f"{glasgow}/_platform"))
+    assert {"feedback_v1.xlsx", "accepted_v1.csv"} <= set(m365.list_names(f"{edinburgh}/_platform"))
+
     # a rerun of the period finds nothing new: same versions, same rows
     again = _dag().test(run_conf={"period": period})
     assert again.state == "success"
     assert len(_versions(EDINBURGH)) == 1 and len(_versions(GLASGOW)) == 2
     assert sorted(_staged(GLASGOW).values()) == [25]
+    assert len(_feedback_subjects(smtp)) == 3  # and nobody is told twice
 
 
 def test_closed_collection_marks_missing_councils_not_received(two_council_specs, m365, airflow_db, clean_ledger, monkeypatch):

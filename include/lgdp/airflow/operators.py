@@ -109,7 +109,7 @@ class OpenCollectionOperator(BaseOperator):
         return uploaded
 
 
-PLATFORM_FOLDER = "_platform"  # templates and feedback; the council's own files go in the folder itself
+from lgdp.collect.graph import PLATFORM_FOLDER  # noqa: E402  (re-exported: the folder convention lives with the client)
 
 
 def poll_interval_seconds(loaded: LoadedSpec) -> float:
@@ -160,6 +160,7 @@ class CollectSubmissionOperator(BaseOperator):
 
         from lgdp.airflow.triggers import CouncilFolderTrigger
 
+        self._send_feedback(loaded, period)
         state = submission_state(loaded.id, period.label, self.council)
         if state.accepted:
             self.log.info("Accepted (version %s)", state.accepted_version)
@@ -177,11 +178,28 @@ class CollectSubmissionOperator(BaseOperator):
         )
         return None
 
+    def _send_feedback(self, loaded: LoadedSpec, period: Period) -> None:
+        """Deliver what the council is owed for its latest outcome: workbook, data, then the email.
+
+        Worked out from the ledger every time the task is about to wait or finish, so a Graph or
+        SMTP outage after a decision fails the task, and its retry delivers exactly what was missed.
+        """
+        from lgdp.collect.graph import SharePointDrive
+        from lgdp.collect.respond import deliver, pending
+
+        owed = pending(loaded.id, period.label, self.council)
+        if not owed:
+            return
+        drive = SharePointDrive(conn_id=self.conn_id, drive_id=self.drive_id)
+        for item in owed:
+            status = deliver(loaded, period.label, self.council, item, drive)
+            self.log.info("Feedback %s for version id %s: email %s", item.kind, item.version_id, status)
+
     def resume(self, context: Any, event: dict[str, Any] | None = None) -> dict[str, object] | None:
         from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
         from lgdp.collect.graph import SharePointDrive
-        from lgdp.collect.process import mark_not_received, process_file
+        from lgdp.collect.process import mark_not_received, process_upload
 
         loaded = load_return(self.return_id)
         period = self._period(context, loaded)
@@ -196,10 +214,16 @@ class CollectSubmissionOperator(BaseOperator):
         drive = SharePointDrive(conn_id=self.conn_id, drive_id=self.drive_id)
         for ref in event.get("items", []):
             data = drive.download_sync(ref["id"])
-            outcome = process_file(loaded, period.label, self.council, ref, data)
+            outcome = process_upload(loaded, period.label, self.council, ref, data)
+            if outcome.kind == "explanations":
+                self.log.info(
+                    "Returned feedback workbook for version %s: %s; %d query(ies) still unexplained",
+                    outcome.version, outcome.status, outcome.unexplained,
+                )
+                continue
             self.log.info(
-                "Version %s (%s): %s with %d error(s), %d query(ies), %d row(s) loaded",
+                "Version %s (%s): %s with %d error(s), %d query(ies) (%d unexplained), %d row(s) loaded",
                 outcome.version, "new" if outcome.new else "seen before", outcome.status,
-                outcome.errors, outcome.queries, outcome.rows,
+                outcome.errors, outcome.queries, outcome.unexplained, outcome.rows,
             )
         return self._wait_or_finish(context, loaded, period)

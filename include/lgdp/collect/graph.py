@@ -66,6 +66,9 @@ class GraphThrottled(GraphError):
         self.retry_after_seconds = retry_after_seconds
 
 
+PLATFORM_FOLDER = "_platform"  # templates and feedback; the council's own files go in the folder itself
+
+
 def folder_path(return_id: str, period: str, council_code: str) -> str:
     """The SharePoint folder a council uploads one return's files for one period into."""
     parts = (return_id, period, council_code)

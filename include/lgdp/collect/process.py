@@ -25,6 +25,9 @@ class Outcome:
     queries: int
     rows: int
     issues: list[Issue] = field(default_factory=list, compare=False)
+    kind: str = "data"  # data | explanations (a returned feedback workbook)
+    unexplained: int = 0
+    note: str | None = None  # for a returned workbook: what was done with it, for the council
 
 
 @dataclass(frozen=True)
@@ -41,12 +44,17 @@ class SubmissionState:
         return {"status": self.status, "accepted_version": self.accepted_version}
 
 
-def decide(issues: list[Issue], loaded_ok: bool) -> str:
-    """Accepted unless an error stands; queries alone are accepted until explanations land
-    (the feedback workbook of the validation issue), so for now they are reported, not blocking."""
+def decide(issues: list[Issue], loaded_ok: bool, unexplained: int | None = None) -> str:
+    """Rejected while an error stands; ``queries`` while a query has no explanation; else accepted.
+
+    ``unexplained`` is the number of queries without an explanation (explanations carried over
+    from earlier versions count); None means none of ``issues``' queries is explained.
+    """
     if not loaded_ok or any(i.severity == "error" for i in issues):
         return "rejected"
-    return "accepted"
+    if unexplained is None:
+        unexplained = sum(i.severity == "query" for i in issues)
+    return "queries" if unexplained else "accepted"
 
 
 def validate_version(loaded: LoadedSpec, period: str, council: str, version_id: int) -> list[Issue]:
@@ -73,16 +81,35 @@ def submission_state(return_id: str, period: str, council: str) -> SubmissionSta
     from lgdp.ingest.versions import expected_submission, versions
     from lgdp.ledger.db import session
 
+    from sqlalchemy import select
+
+    from lgdp.ledger.models import ExplanationFile
+
     with session() as s:
         sub = expected_submission(s, return_id, period, council)
         vs = versions(s, sub.id)
         accepted = [v.version for v in vs if _value(v.status) == "accepted"]
+        returned = s.execute(
+            select(ExplanationFile.source_item_id, ExplanationFile.source_etag).where(
+                ExplanationFile.submission_id == sub.id
+            )
+        ).all()
         return SubmissionState(
             status=_value(sub.status),
             accepted_version=accepted[-1] if accepted else None,
             # an undecided version (a failed validation, say) is offered again; process_file is idempotent
-            seen=[f"{v.source_item_id}:{v.source_etag}" for v in vs if _value(v.status) not in ("received", "loaded")],
+            seen=[f"{v.source_item_id}:{v.source_etag}" for v in vs if _value(v.status) not in ("received", "loaded")]
+            + [f"{item}:{etag}" for item, etag in returned],
         )
+
+
+def process_upload(loaded: LoadedSpec, period: str, council: str, ref: dict[str, Any], data: bytes) -> Outcome:
+    """A file from the council's folder: a returned feedback workbook explains queries, anything else is data."""
+    from lgdp.collect.feedback import looks_like_feedback
+
+    if looks_like_feedback(data):
+        return process_explanations(loaded, period, council, ref, data)
+    return process_file(loaded, period, council, ref, data)
 
 
 def process_file(loaded: LoadedSpec, period: str, council: str, ref: dict[str, Any], data: bytes) -> Outcome:
@@ -126,12 +153,19 @@ def process_file(loaded: LoadedSpec, period: str, council: str, ref: dict[str, A
             set_version_outcome(s, version_id, "rejected", rows_loaded=rows)
         else:
             set_version_outcome(s, version_id, "loaded", rows_loaded=rows)
+    unexplained = 0
     if result.table is not None and not structural_errors:
+        from lgdp.ingest.explanations import carry_explanations, unexplained_queries
+        from lgdp.validate.plausibility import plausibility_issues
+
         issues += validate_version(loaded, period, council, version_id)  # 4. the spec's checks
-        status = decide(issues, True)
         with session() as s, s.begin():
+            issues += plausibility_issues(s, loaded, council, period, version_id)  # 5. against last period
             record_issues(s, version_id, issues)
-            set_version_outcome(s, version_id, "accepted" if status == "accepted" else "rejected", rows_loaded=rows)
+            carry_explanations(s, version_id)
+            unexplained = unexplained_queries(s, version_id)
+            status = decide(issues, True, unexplained)
+            set_version_outcome(s, version_id, status, rows_loaded=rows)
     else:
         status = "rejected"
     with session() as s:
@@ -145,7 +179,106 @@ def process_file(loaded: LoadedSpec, period: str, council: str, ref: dict[str, A
         queries=sum(i.severity == "query" for i in issues),
         rows=rows,
         issues=issues,
+        unexplained=unexplained,
     )
+
+
+def process_explanations(loaded: LoadedSpec, period: str, council: str, ref: dict[str, Any], data: bytes) -> Outcome:
+    """A feedback workbook the council filled in and uploaded: record its explanations, then decide again.
+
+    The workbook is archived and recorded first, like any file. Explanations apply to the version
+    the workbook names; if that version's queries are now all explained and it has no errors, it
+    is accepted. A workbook for another council, return or period, or for a version since replaced,
+    is refused with a message saying which workbook to use.
+    """
+    from sqlalchemy import select
+
+    from lgdp.collect.feedback import FeedbackUnreadable, read_returned
+    from lgdp.ingest.archive import archive_file
+    from lgdp.ingest.explanations import apply_explanations, unexplained_queries
+    from lgdp.ingest.versions import expected_submission, issues_for, latest_version, set_version_outcome
+    from lgdp.ledger.db import session
+    from lgdp.ledger.models import ExplanationFile, SubmissionVersion
+
+    with session() as s, s.begin():  # keep the original first, whatever happens next
+        sha = archive_file(s, data)
+    try:
+        returned = read_returned(data)
+        problem = None
+    except FeedbackUnreadable as exc:
+        returned, problem = None, str(exc)
+    with session() as s, s.begin():
+        sub = expected_submission(s, loaded.id, period, council)
+        existing = s.execute(
+            select(ExplanationFile).where(
+                ExplanationFile.submission_id == sub.id,
+                ExplanationFile.source_item_id == storable(ref["id"]),
+                ExplanationFile.source_etag == storable(ref["etag"]),
+            )
+        ).scalar_one_or_none()
+        latest = latest_version(s, sub.id)
+        target: SubmissionVersion | None = None
+        if returned is not None:
+            if (returned.return_id, returned.period, returned.council) != (loaded.id, period, council):
+                problem = (
+                    f"This feedback workbook is for {returned.return_id} {returned.period} of council "
+                    f"{returned.council}, not {loaded.id} {period} of {council}. Upload it to the right folder."
+                )
+            else:
+                target = s.get(SubmissionVersion, returned.version_id)
+                if target is None or target.submission_id != sub.id:
+                    problem = "The feedback workbook's hidden details do not match any of your files; use the one we sent."
+                    target = None
+                elif latest is not None and latest.id != target.id:
+                    problem = (
+                        f"This feedback workbook explains version {target.version} of your file, but you have since "
+                        f"uploaded version {latest.version}. Use feedback_v{latest.version}.xlsx from the _platform "
+                        "folder; explanations you already gave carry over to the same queries."
+                    )
+        explained = 0
+        if target is not None and problem is None and existing is None:
+            explained = apply_explanations(s, target.id, returned.explanations)
+        if existing is None:
+            s.add(
+                ExplanationFile(
+                    submission_id=sub.id,
+                    version_id=target.id if target is not None else None,
+                    file_sha256=sha,
+                    filename=storable(ref["name"]),
+                    source_item_id=storable(ref["id"]),
+                    source_etag=storable(ref["etag"]),
+                    uploaded_by=storable(ref.get("last_modified_by")),
+                    status="refused" if problem else "applied",
+                    explained=explained,
+                    message=problem,
+                )
+            )
+        version = target if target is not None and problem is None else latest
+        if version is None:
+            return Outcome(0, 0, existing is None, _value(sub.status), 0, 0, 0, [], kind="explanations", note=problem)
+        issues = issues_for(s, version.id)
+        unexplained = unexplained_queries(s, version.id)
+        status = _value(version.status)
+        if status == "queries" and unexplained == 0 and problem is None:
+            set_version_outcome(s, version.id, "accepted")
+            status = "accepted"
+        note = problem or (
+            f"{explained} explanation(s) recorded for version {version.version}; "
+            + ("all queries are explained." if unexplained == 0 else f"{unexplained} query(ies) still need one.")
+        )
+        return Outcome(
+            version_id=version.id,
+            version=version.version,
+            new=existing is None,
+            status=status,
+            errors=sum(i.severity == "error" for i in issues),
+            queries=sum(i.severity == "query" for i in issues),
+            rows=version.rows_loaded or 0,
+            issues=issues,
+            kind="explanations",
+            unexplained=unexplained,
+            note=note,
+        )
 
 
 def storable(value: str | None) -> str | None:

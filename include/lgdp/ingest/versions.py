@@ -227,6 +227,8 @@ def _submission_status_for(session: Session, version_id: int, status: VersionSta
         return SubmissionStatus.accepted
     if status == VersionStatus.rejected:
         return SubmissionStatus.rejected
+    if status == VersionStatus.queries:
+        return SubmissionStatus.queries
     # loaded: the outcome so far is what its issues say
     severities = set(
         session.execute(
@@ -256,6 +258,7 @@ def set_version_outcome(
     ``loaded``              ``rejected`` if the version has an error-severity issue, else
                             ``queries`` if it has queries, else ``processing`` (awaiting checks)
     ``rejected``            ``rejected``
+    ``queries``             ``queries`` (no errors; queries await an explanation)
     ``accepted``            ``accepted`` (``accepted_at`` set); refused if it has errors
     ======================  ====================================================================
 
@@ -286,7 +289,7 @@ def set_version_outcome(
     now = _now()
     if rows_loaded is not None:
         version.rows_loaded = rows_loaded
-    if status in (VersionStatus.loaded, VersionStatus.rejected, VersionStatus.accepted) and (
+    if status in (VersionStatus.loaded, VersionStatus.rejected, VersionStatus.queries, VersionStatus.accepted) and (
         version.processed_at is None or version.status != status
     ):
         version.processed_at = now
@@ -296,7 +299,9 @@ def set_version_outcome(
         .order_by(SubmissionVersion.version.desc())
         .limit(1)
     ).scalar_one()
-    decided_earlier = version.id != latest_id and version.status in (VersionStatus.rejected, VersionStatus.accepted)
+    decided_earlier = version.id != latest_id and version.status in (
+        VersionStatus.rejected, VersionStatus.queries, VersionStatus.accepted
+    )
     if version.status == VersionStatus.superseded or decided_earlier:
         session.flush()
         log.info("version %s is superseded: outcome %s recorded, submission %s unchanged", version_id, status.value, sub.id)

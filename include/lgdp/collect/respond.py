@@ -1,0 +1,210 @@
+"""Telling the council: the feedback workbook, the accepted data and the outcome email.
+
+After each decision the council receives, in its folder's ``_platform`` subfolder, the feedback
+workbook for the version (``feedback_v<N>.xlsx``) and, on acceptance, its own accepted data as
+the platform normalised it (``accepted_v<N>.csv``), then an email: the outcome, counts by
+severity, the top issues and the folder link; on acceptance an acknowledgement.
+
+Everything is worked out from the ledger, not from what the processing step returned, so a
+retry after a Graph or SMTP outage delivers exactly what was missed: :func:`pending` lists the
+messages not yet sent (the ``sent_emails`` ledger is the memory), and :func:`deliver` uploads
+the files and then sends, email last. No row data in logs; the email carries only what the
+council itself sent (issue messages may quote a value from its own file).
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from typing import Any
+
+from lgdp.collect.feedback import (
+    FeedbackIssue,
+    FeedbackMeta,
+    accepted_name,
+    build_workbook,
+    counts,
+    feedback_name,
+    outcome_words,
+    top_issues,
+)
+from lgdp.specs.load import LoadedSpec
+
+TOP_ISSUES = 10
+
+
+@dataclass(frozen=True)
+class Pending:
+    """One message owed to a council, and what it is about."""
+
+    dedupe_key: str
+    kind: str  # outcome | accepted | explanations
+    version_id: int
+    note: str | None = None
+
+
+def pending(return_id: str, period: str, council: str) -> list[Pending]:
+    """Messages owed for the council's latest decided version and latest returned workbook."""
+    from sqlalchemy import select
+
+    from lgdp.ingest.versions import expected_submission, latest_version
+    from lgdp.ledger.db import session
+    from lgdp.ledger.models import ExplanationFile, SentEmail
+
+    with session() as s:
+        sub = expected_submission(s, return_id, period, council)
+        latest = latest_version(s, sub.id)
+        if latest is None:
+            return []
+        status = getattr(latest.status, "value", latest.status)
+        owed: list[Pending] = []
+        if status in ("rejected", "queries", "accepted"):
+            kind = "accepted" if status == "accepted" else "outcome"
+            owed.append(Pending(f"{kind}:{latest.id}:{status}", kind, latest.id))
+        returned = s.execute(
+            select(ExplanationFile)
+            .where(ExplanationFile.submission_id == sub.id)
+            .order_by(ExplanationFile.id.desc())
+            .limit(1)
+        ).scalar_one_or_none()
+        if returned is not None and returned.received_at >= (latest.received_at or returned.received_at):
+            if not (returned.status == "applied" and status == "accepted"):  # the acknowledgement says it all
+                owed.append(
+                    Pending(f"explanations:{returned.id}", "explanations", returned.version_id or latest.id, returned.message)
+                )
+        sent = set(
+            s.execute(
+                select(SentEmail.dedupe_key).where(
+                    SentEmail.dedupe_key.in_([p.dedupe_key for p in owed]), SentEmail.status == "sent"
+                )
+            ).scalars()
+        )
+        return [p for p in owed if p.dedupe_key not in sent]
+
+
+def version_feedback(loaded: LoadedSpec, period: str, council: str, version_id: int) -> tuple[FeedbackMeta, list[FeedbackIssue], Any]:
+    """The workbook's header and issues for a version, read from the ledger."""
+    from sqlalchemy import select
+
+    from lgdp.ledger.db import session
+    from lgdp.ledger.models import SubmissionIssue, SubmissionVersion
+    from lgdp.periods import period_from_label
+
+    with session() as s:
+        v = s.get(SubmissionVersion, version_id)
+        rows = s.execute(
+            select(
+                SubmissionIssue.code, SubmissionIssue.severity, SubmissionIssue.message, SubmissionIssue.row_number,
+                SubmissionIssue.item, SubmissionIssue.value, SubmissionIssue.explanation,
+            )
+            .where(SubmissionIssue.version_id == version_id)
+            .order_by(SubmissionIssue.row_number.asc().nulls_first(), SubmissionIssue.id)
+        ).all()
+        status = getattr(v.status, "value", v.status)
+        number, filename, received = v.version, v.filename, v.received_at
+    names = {c.code: c.name for c in loaded.providers}
+    p = period_from_label(loaded.spec.collection, period)
+    g = loaded.spec.governance
+    meta = FeedbackMeta(
+        return_id=loaded.id,
+        return_title=loaded.spec.title,
+        period=period,
+        council=council,
+        council_name=names.get(council, council),
+        version=number,
+        version_id=version_id,
+        filename=filename,
+        status=status if status in ("accepted", "rejected", "queries") else "rejected",
+        due=p.due_in_words(),
+        contact=f"{g.owner} ({g.contact_email})",
+    )
+    return meta, [FeedbackIssue(*r) for r in rows], received
+
+
+def accepted_csv(loaded: LoadedSpec, version_id: int) -> bytes:
+    """The version's rows as the platform holds them: spec item names, typed, in file order.
+
+    PostgreSQL writes the CSV (``COPY ... TO STDOUT``), so a million rows cost seconds.
+    """
+    from psycopg import sql
+
+    from lgdp.ingest._conn import raw_connection
+    from lgdp.ingest.staging import staging_table
+    from lgdp.ledger.db import session
+
+    cols = sql.SQL(", ").join(sql.Identifier(i.name) for i in loaded.items)
+    query = sql.SQL(
+        "COPY (SELECT _row_number AS source_row, {} FROM {} WHERE _submission_version_id = {} ORDER BY _row_number) "
+        "TO STDOUT WITH (FORMAT csv, HEADER true)"
+    ).format(cols, staging_table(loaded), sql.Literal(int(version_id)))
+    out = io.BytesIO()
+    with session() as s:
+        raw = raw_connection(s)
+        with raw.cursor() as cur, cur.copy(query) as copy:
+            for chunk in copy:
+                out.write(chunk)
+    return out.getvalue()
+
+
+def email_context(
+    loaded: LoadedSpec, meta: FeedbackMeta, issues: list[FeedbackIssue], folder_url: str | None, note: str | None
+) -> dict[str, Any]:
+    c = counts(issues)
+    headline, todo = outcome_words(meta.status, c)
+    return {
+        "return_title": meta.return_title,
+        "return_id": meta.return_id,
+        "period": meta.period,
+        "council_name": meta.council_name,
+        "version": meta.version,
+        "filename": meta.filename,
+        "status": meta.status,
+        "headline": headline,
+        "todo": todo,
+        "errors": c.errors,
+        "queries": c.queries,
+        "explained": c.explained,
+        "unexplained": c.unexplained,
+        "top": [
+            {
+                "code": i.code,
+                "severity": i.severity,
+                "row": i.row,
+                "item": i.item,
+                "message": i.message,
+                "explained": bool(i.explanation),
+            }
+            for i in top_issues(issues, TOP_ISSUES)
+        ],
+        "more": max(0, len(issues) - TOP_ISSUES),
+        "feedback_file": feedback_name(meta.version),
+        "accepted_file": accepted_name(meta.version),
+        "folder_url": folder_url or "",
+        "due": meta.due,
+        "contact": meta.contact,
+        "note": note or "",
+    }
+
+
+def deliver(loaded: LoadedSpec, period: str, council: str, owed: Pending, drive: Any) -> str:
+    """Upload the version's feedback (and accepted data), then send the email. Returns the send status."""
+    from lgdp.collect.graph import PLATFORM_FOLDER, folder_path
+    from lgdp.notify import Email, addresses, render, send_email
+
+    meta, issues, _ = version_feedback(loaded, period, council, owed.version_id)
+    folder = folder_path(loaded.id, period, council)
+    drive.upload_sync(f"{folder}/{PLATFORM_FOLDER}/{feedback_name(meta.version)}", build_workbook(meta, issues))
+    if meta.status == "accepted":
+        drive.upload_sync(f"{folder}/{PLATFORM_FOLDER}/{accepted_name(meta.version)}", accepted_csv(loaded, owed.version_id))
+    folder_url = drive.web_url_sync(folder)
+    template = {"accepted": "accepted", "outcome": "outcome", "explanations": "explained"}[owed.kind]
+    rendered = render(template, email_context(loaded, meta, issues, folder_url, owed.note))
+    result = send_email(
+        Email(to=addresses(council), subject=rendered.subject, text=rendered.text, html=rendered.html),
+        dedupe_key=owed.dedupe_key,
+        kind=f"feedback_{owed.kind}",
+        return_id=loaded.id,
+        period=period,
+        council_code=council,
+    )
+    return result.status

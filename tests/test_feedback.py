@@ -1,0 +1,139 @@
+"""The feedback workbook and plausibility, as pure functions: no servers needed."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+
+from lgdp.collect.feedback import (
+    FeedbackIssue,
+    FeedbackMeta,
+    FeedbackUnreadable,
+    build_workbook,
+    counts,
+    looks_like_feedback,
+    read_returned,
+)
+from lgdp.issues import Issue
+
+META = FeedbackMeta(
+    return_id="clas", return_title="Children Looked After", period="2025-26", council="S12000036",
+    council_name="City of Edinburgh", version=2, version_id=41, filename="clas.xlsx", status="queries",
+    due="Friday 31 July 2026", contact="Scottish Government (clas@example.org)",
+)
+ISSUES = [
+    FeedbackIssue("CLAS-E012", "error", "End date is before start date.", 7, "episode_end", "2020-01-01"),
+    FeedbackIssue("CLAS-Q003", "query", "Age at start over 17.", 9, "date_of_birth", "2001-02-03"),
+    FeedbackIssue("PLAUS-ROWS", "query", "Rows up 40%.", None, None, "140 (was 100)"),
+    FeedbackIssue("CODE-placement_type", "error", "'=HYPERLINK(\"x\")' is not a placement type.", 12, "placement_type", "=HYPERLINK(\"x\")"),
+]
+
+
+def _fill(data: bytes, answers: dict[tuple[str, int | None], str]) -> bytes:
+    """What a council officer does in Excel: type in the Explanation column and save."""
+    from openpyxl import load_workbook
+
+    wb = load_workbook(io.BytesIO(data))
+    ws = wb["Issues"]
+    for row in ws.iter_rows(min_row=2):
+        key = (row[3].value, row[0].value)
+        if key in answers:
+            row[6].value = answers[key]
+    out = io.BytesIO()
+    wb.save(out)
+    return out.getvalue()
+
+
+def test_workbook_round_trip_reads_explanations_by_code_row_and_item():
+    data = build_workbook(META, ISSUES)
+    assert looks_like_feedback(data)
+    filled = _fill(data, {("CLAS-Q003", 9): "Care leaver aged 18 recorded correctly", ("PLAUS-ROWS", None): "New unit opened"})
+    back = read_returned(filled)
+    assert (back.return_id, back.period, back.council, back.version, back.version_id) == ("clas", "2025-26", "S12000036", 2, 41)
+    assert back.explanations == {
+        ("CLAS-Q003", 9, "date_of_birth"): "Care leaver aged 18 recorded correctly",
+        ("PLAUS-ROWS", None, None): "New unit opened",
+    }
+
+
+def test_workbook_shows_a_formula_like_value_as_text():
+    from openpyxl import load_workbook
+
+    wb = load_workbook(io.BytesIO(build_workbook(META, ISSUES)))
+    values = [c.value for row in wb["Issues"].iter_rows() for c in row]
+    assert "'=HYPERLINK(\"x\")" in values
+    assert all(not (isinstance(v, str) and v.startswith("=")) for v in values)
+    assert wb["_lgdp"].sheet_state == "veryHidden"
+    summary = [c.value for row in wb["Summary"].iter_rows() for c in row if c.value]
+    assert "Queries to explain" in summary and "City of Edinburgh (S12000036)" in summary
+
+
+def test_counts():
+    c = counts([*ISSUES[:2], FeedbackIssue("X", "query", "m", 1, "a", "b", "because")])
+    assert (c.errors, c.queries, c.explained, c.unexplained) == (1, 2, 1, 1)
+
+
+def test_a_data_file_is_not_a_feedback_workbook(tmp_path):
+    from lgdp.specs.load import load_register
+    from lgdp.synth import write_sample
+
+    loaded = load_register().get("clas")
+    write_sample(loaded, "S12000036", "2025-26", 5, "xlsx", tmp_path / "clas.xlsx")
+    assert not looks_like_feedback((tmp_path / "clas.xlsx").read_bytes())
+    assert not looks_like_feedback(b"PK\x03\x04 not a zip")
+    assert not looks_like_feedback(b"")
+
+
+@pytest.mark.parametrize(
+    "mangle, words",
+    [
+        (lambda d: d[: len(d) // 2], "could not be opened"),
+        (lambda d: _drop_sheet(d, "Issues"), "lost its 'Issues' sheet"),
+        (lambda d: _drop_column(d, "Explanation"), "no 'Explanation' column"),
+    ],
+)
+def test_a_damaged_returned_workbook_gets_a_message_the_officer_can_act_on(mangle, words):
+    with pytest.raises(FeedbackUnreadable, match=words):
+        read_returned(mangle(build_workbook(META, ISSUES)))
+
+
+def _drop_sheet(data: bytes, name: str) -> bytes:
+    from openpyxl import load_workbook
+
+    wb = load_workbook(io.BytesIO(data))
+    del wb[name]
+    out = io.BytesIO()
+    wb.save(out)
+    return out.getvalue()
+
+
+def _drop_column(data: bytes, header: str) -> bytes:
+    from openpyxl import load_workbook
+
+    wb = load_workbook(io.BytesIO(data))
+    ws = wb["Issues"]
+    for cell in ws[1]:
+        if str(cell.value).startswith(header):
+            ws.delete_cols(cell.column)
+            break
+    out = io.BytesIO()
+    wb.save(out)
+    return out.getvalue()
+
+
+def test_plausibility_queries_moves_beyond_the_tolerance_only():
+    from lgdp.specs.load import load_register
+    from lgdp.validate.plausibility import Figures, compare
+
+    loaded = load_register().get("clas")  # rows 25%, number_of_placements 30%
+    before = Figures(rows=100, totals={"number_of_placements": 200.0})
+    assert compare(loaded, Figures(120, {"number_of_placements": 250.0}), before, "2024-25") == []
+    found = compare(loaded, Figures(140, {"number_of_placements": 100.0}), before, "2024-25")
+    assert [(i.code, i.severity, i.item) for i in found] == [
+        ("PLAUS-ROWS", "query", None),
+        ("PLAUS-number_of_placements", "query", "number_of_placements"),
+    ]
+    assert "140 rows against 100 in 2024-25 (up 40%" in found[0].message
+    assert "down 50%" in found[1].message
+    assert compare(loaded, Figures(140, {}), None, None) == []
