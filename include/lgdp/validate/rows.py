@@ -1,22 +1,32 @@
 """The failing rows of one submission version, from the same checks as the Soda contract.
 
 Soda Core v4 reports counts, not rows; a council officer needs the row. ``failing_rows`` runs one
-query over the version's rows in ``lgdp_staging."<return_id>"``: each row is read once and every
-check's failing condition (``Check.failing``, the same SQL Soda counts with) is evaluated against
-it in a ``LATERAL`` list, so the cost grows with the rows, not with rows × checks. Duplicate keys
-are found with a window over the key as Soda hashes it: every row after the first with the same
-key is reported (the first is the one the others repeat), which is exactly Soda's
-``rows - distinct keys``. An empty submission gives one ``ROWS`` issue without a row.
+query over the version's rows in ``lgdp_staging."<return_id>"``, in two arms:
+
+* every row-level check (``Check.failing``, the same SQL Soda counts with) at once: the scan keeps
+  only the rows failing at least one check (the checks joined by ``OR``, evaluated once per row,
+  in parallel workers where the server has them), and only those rows are expanded, in a
+  ``LATERAL`` list, into one issue per failing check. A clean row costs one pass over the
+  conditions, so the cost grows with the rows, not with rows × checks;
+* duplicate keys from a window over the key alone, as Soda hashes it (a narrow sort, not of whole
+  rows): every row after the first with the same key is reported (the first is the one the others
+  repeat), which is exactly Soda's ``rows - distinct keys``.
+
+An empty submission gives one ``ROWS`` issue without a row. A version's partition that has never
+been analysed is analysed first (about 0.5 s a million rows): without statistics PostgreSQL plans
+both this query and Soda's for a handful of rows, and Soda's takes twice as long
+(``docs/benchmarks.md``, validate).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import psycopg
 from psycopg import sql
 
 from lgdp.ingest._conn import raw_connection
-from lgdp.ingest.staging import staging_table
+from lgdp.ingest.staging import partition_table, staging_table
 from lgdp.issues import Issue
 from lgdp.specs.load import LoadedSpec
 from lgdp.validate.checks import DUPLICATE_CODE, ROW_COUNT_CODE, Check, checks, key_partition_sql, quote_ident
@@ -38,40 +48,80 @@ def _value_sql(check: Check) -> str:
 def failing_rows_sql(loaded: LoadedSpec, only: list[Check] | None = None) -> tuple[sql.Composed, list[Check]]:
     """The query (parameters: council, period, version id) and the checks it covers.
 
-    Columns: row number, check code, value as text, first row with the same key (KEY-DUP only).
+    Columns: row number, check code, value as text, first row with the same key (KEY-DUP only);
+    ordered by row number, then code.
     """
     all_checks = [c for c in (only if only is not None else checks(loaded)) if c.kind != "row_count"]
     keys = tuple(loaded.spec.keys)
-    dup = [c for c in all_checks if c.code == DUPLICATE_CODE]
-    window = ""
-    if dup and keys:
-        part = key_partition_sql(keys)
-        window = (
-            f", row_number() OVER (PARTITION BY {part} ORDER BY _row_number) AS _lgdp_dup_rank"
-            f", min(_row_number) OVER (PARTITION BY {part}) AS _lgdp_dup_first"
+    where = "_council_code = %(council)s AND _period = %(period)s AND _submission_version_id = %(version)s"
+    table = staging_table(loaded)
+    parts: list[sql.Composable] = []
+    row_checks = [c for c in all_checks if c.failing is not None]
+    if row_checks:
+        arms = " UNION ALL ".join(
+            f"SELECT {_literal(c.code)}, {_value_sql(c)} WHERE {c.failing}" for c in row_checks
         )
-    arms: list[str] = []
-    for c in all_checks:
-        code = "'" + c.code.replace("'", "''") + "'"
-        if c.code == DUPLICATE_CODE:
-            arms.append(f"SELECT {code}, {_value_sql(c)}, _lgdp_dup_first WHERE _lgdp_dup_rank > 1")
-        else:
-            arms.append(f"SELECT {code}, {_value_sql(c)}, NULL::integer WHERE {c.failing}")
-    if not arms:
-        arms.append("SELECT NULL::text, NULL::text, NULL::integer WHERE false")
-    query = sql.SQL(
-        "WITH base AS (SELECT *{window} FROM {table} "
-        "WHERE _council_code = %(council)s AND _period = %(period)s AND _submission_version_id = %(version)s) "
-        "SELECT base._row_number, f.code, f.value, f.first_row FROM base "
-        "CROSS JOIN LATERAL ({arms}) AS f(code, value, first_row) "
-        "ORDER BY base._row_number, f.code"
-    ).format(
-        window=sql.SQL(window),
-        table=staging_table(loaded),
-        # Spec expressions are reviewed, linted SQL conditions (no ';', no comments): inserted as SQL.
-        arms=sql.SQL(" UNION ALL ".join(arms)),
+        any_failing = " OR ".join(f"({c.failing})" for c in row_checks)
+        parts.append(
+            sql.SQL(
+                "SELECT r._row_number, f.code, f.value, NULL::integer FROM {table} AS r "
+                "CROSS JOIN LATERAL ({arms}) AS f(code, value) WHERE {where} AND ({any_failing})"
+            ).format(
+                table=table,
+                # Spec expressions are reviewed, linted SQL conditions (no ';', no comments): inserted as SQL.
+                arms=sql.SQL(arms),
+                where=sql.SQL(where),
+                any_failing=sql.SQL(any_failing),
+            )
+        )
+    dup = next((c for c in all_checks if c.code == DUPLICATE_CODE), None)
+    if dup is not None and keys:
+        parts.append(
+            sql.SQL(
+                "SELECT d._row_number, {code}, d.value, d.first_row FROM (SELECT _row_number, {value} AS value, "
+                "min(_row_number) OVER (PARTITION BY {key}) AS first_row FROM {table} WHERE {where}) AS d "
+                "WHERE d._row_number > d.first_row"
+            ).format(
+                code=sql.SQL(_literal(dup.code)),
+                value=sql.SQL(_value_sql(dup)),
+                key=sql.SQL(key_partition_sql(keys)),
+                table=table,
+                where=sql.SQL(where),
+            )
+        )
+    if not parts:
+        parts.append(sql.SQL("SELECT NULL::integer, NULL::text, NULL::text, NULL::integer WHERE false"))
+    query = sql.SQL("SELECT * FROM ({}) AS issues (row_number, code, value, first_row) ORDER BY 1, 2").format(
+        sql.SQL(" UNION ALL ").join(sql.SQL("({})").format(p) for p in parts)
     )
     return query, all_checks
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+# The planner cannot tell how few rows fail the OR of every check and, counting a transfer cost
+# for each row it expects, keeps the scan in one process; these make it use its parallel workers.
+_PLANNER = {"parallel_setup_cost": "0", "parallel_tuple_cost": "0"}
+
+
+def ensure_statistics(conn: Any, loaded: LoadedSpec, version_id: int) -> bool:
+    """ANALYZE the version's partition if it has never been analysed; True if it was now.
+
+    A version is validated right after its load, before autovacuum comes round: without
+    statistics the planner takes a million rows for a few, and Soda's aggregate (one sort of
+    every key) runs about twice as long. Skipped for a plain (unpartitioned) staging table.
+    """
+    raw = raw_connection(conn)
+    part = partition_table(loaded, version_id)
+    row = raw.execute(
+        "SELECT c.reltuples < 0 FROM pg_class c WHERE c.oid = to_regclass(%s)", (part.as_string(raw),)
+    ).fetchone()
+    if row is None or not row[0]:
+        return False
+    raw.execute(sql.SQL("ANALYZE {}").format(part))
+    return True
 
 
 def failing_rows(conn: Any, loaded: LoadedSpec, council: str, period: str, version_id: int) -> list[Issue]:
@@ -96,12 +146,31 @@ def failing_rows(conn: Any, loaded: LoadedSpec, council: str, period: str, versi
     if not has_rows:
         c = by_code[ROW_COUNT_CODE]
         return [Issue(c.code, c.severity, c.message)]
-    for row_number, code, value, first in raw.execute(query, params):
+    ensure_statistics(raw, loaded, version_id)
+    names = list(_PLANNER)
+    before = raw.execute(
+        "SELECT " + ", ".join("current_setting(%s)" for _ in names), names
+    ).fetchone()
+    _set_local(raw, dict(_PLANNER))
+    try:
+        found = raw.execute(query, params).fetchall()
+    finally:
+        if raw.info.transaction_status != psycopg.pq.TransactionStatus.INERROR:
+            _set_local(raw, dict(zip(names, before)))
+    for row_number, code, value, first in found:
         c = by_code[code]
         shown = value if value is not None else _SHOW_NULL
         message = c.message.format(value=shown, first=first)
         issues.append(Issue(c.code, c.severity, message, row_number, c.item, value))
     return issues
+
+
+def _set_local(raw: Any, settings: dict[str, str]) -> None:
+    """Planner settings for the rest of the caller's transaction (restored right after our query)."""
+    args: list[str] = []
+    for k, v in settings.items():
+        args += [k, v]
+    raw.execute("SELECT " + ", ".join("set_config(%s, %s, true)" for _ in settings), args)
 
 
 def count_by_code(loaded: LoadedSpec, issues: list[Issue]) -> dict[str, int]:
@@ -112,4 +181,4 @@ def count_by_code(loaded: LoadedSpec, issues: list[Issue]) -> dict[str, int]:
     return counts
 
 
-__all__ = ["count_by_code", "failing_rows", "failing_rows_sql"]
+__all__ = ["count_by_code", "ensure_statistics", "failing_rows", "failing_rows_sql"]
