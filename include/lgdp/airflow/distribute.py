@@ -164,6 +164,11 @@ def deliver_all(loaded: LoadedSpec, period: str, *, notify: bool = True, log: An
     from lgdp.ledger.db import session
 
     out: dict[str, Any] = {"period": period, "requesters": {}}
+    _, versions = acceptance(loaded.id, period)
+    if not versions:  # nothing to deliver, and no reason to reach anyone's storage
+        if log is not None:
+            log.info("No council's return is accepted for %s %s: nothing delivered", loaded.id, period)
+        return out
     failures: list[str] = []
     for dist in loaded.spec.distribution:
         try:

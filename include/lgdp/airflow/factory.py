@@ -15,6 +15,7 @@ from typing import Any
 
 from airflow.sdk import DAG, CronTriggerTimetable
 
+from lgdp.airflow.distribute import DistributeOperator
 from lgdp.airflow.operators import CollectSubmissionOperator, OpenCollectionOperator
 from lgdp.airflow.remind import ReminderOperator
 from lgdp.specs.plans import DagPlan, Plans, load_plans
@@ -52,6 +53,8 @@ def build_dag(plan: DagPlan) -> DAG:
         opened >> collect
         for kind in plan.reminders:  # one waiting task per reminder of the spec (lgdp.notify.schedule)
             opened >> ReminderOperator(task_id=f"remind_{kind}", return_id=plan.return_id, kind=kind, retries=3)
+        if plan.requesters:  # after every collect task, whatever its outcome (trigger_rule all_done)
+            collect >> DistributeOperator(task_id="distribute", return_id=plan.return_id, retries=3)
     return dag
 
 
