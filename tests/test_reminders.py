@@ -392,3 +392,16 @@ def test_return_dag_sends_the_reminder_due_today_once(tmp_path, m365, smtp, airf
     again = dag.test(run_conf={"period": period.label}, mark_success_pattern=skip)
     assert again.state == "success"
     assert len(smtp.messages) == 2
+
+
+def test_a_council_without_contacts_fails_the_task_after_the_others_are_sent(six_council_specs, smtp, clean_ledger, caplog) -> None:
+    from lgdp.notify.reminders import RemindersNotSent, send_reminders
+
+    (six_council_specs / "shared" / "contacts" / f"{FIFE}.yaml").unlink()
+    loaded = _clas()
+    p = period_from_label(loaded.spec.collection, "2025-26")
+    _open(loaded, p)
+    with pytest.raises(RemindersNotSent, match=f"1 council.*{FIFE}"):
+        send_reminders(loaded, p, "due_minus_1", now=london(2026, 9, 30, 9, 0))
+    assert len(smtp.messages) == 5
+    assert f"return_specs/shared/contacts/{FIFE}.yaml" in caplog.text  # what to fix

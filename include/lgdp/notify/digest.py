@@ -151,11 +151,11 @@ def send_digests(now: dt.datetime | None = None, councils: list[str] | None = No
     for council in register.reference.councils:
         if councils is not None and council.code not in councils:
             continue
-        planned = plan_digest(council.code, council.name, entries, statuses, now, register.reference)
-        if planned is None:
-            nothing += 1
-            continue
         try:
+            planned = plan_digest(council.code, council.name, entries, statuses, now, register.reference)
+            if planned is None:
+                nothing += 1
+                continue
             result = send_email(planned.email, dedupe_key=planned.dedupe_key, kind="digest", council_code=council.code)
         except Exception as exc:  # noqa: BLE001 - every council is tried; the task fails at the end
             log.warning("Digest to %s failed (%s); a retry will send it", council.code, type(exc).__name__)

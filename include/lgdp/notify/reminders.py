@@ -16,12 +16,12 @@ from typing import Any
 
 from lgdp.notify.links import folder_url, guidance_url
 from lgdp.notify.message import Email
-from lgdp.notify.recipients import addresses
+from lgdp.notify.recipients import NoContact, addresses
 from lgdp.notify.render import render
 from lgdp.notify.schedule import Slot, days_phrase, days_until_due, decide, schedule, slot_for
 from lgdp.notify.status import CouncilStatus
 from lgdp.periods import LONDON, Period
-from lgdp.specs.load import LoadedSpec, Reference
+from lgdp.specs.load import LoadedSpec, Reference, load_reference
 
 log = logging.getLogger(__name__)
 
@@ -73,23 +73,37 @@ def reminder_context(
     }
 
 
+def plan_reminder(
+    loaded: LoadedSpec, period: Period, slot: Slot, council_code: str, council_name: str, status: CouncilStatus,
+    now: dt.datetime, reference: Reference | None = None,
+) -> PlannedReminder:
+    """One council's reminder email; raises ``NoContact`` if the council has no address to use."""
+    ctx = reminder_context(loaded, period, slot, council_code, council_name, status, now)
+    r = render("reminder", ctx)
+    cc = addresses(council_code, "senior", reference) if slot.escalate else []
+    email = Email(to=addresses(council_code, "returns", reference), subject=r.subject, text=r.text, html=r.html, cc=cc)
+    return PlannedReminder(council_code, dedupe_key(loaded.id, period.label, council_code, slot.kind), email)
+
+
+def outstanding_councils(loaded: LoadedSpec, statuses: dict[str, CouncilStatus]) -> list[tuple[str, str, CouncilStatus]]:
+    """Provider councils still owing something; accepted (or closed) ones get no reminder."""
+    return [
+        (c.code, c.name, statuses[c.code])
+        for c in loaded.providers
+        if c.code in statuses and statuses[c.code].outstanding
+    ]
+
+
 def plan_reminders(
     loaded: LoadedSpec, period: Period, kind: str, statuses: dict[str, CouncilStatus], now: dt.datetime,
     reference: Reference | None = None,
 ) -> list[PlannedReminder]:
     """One email per provider council whose submission is outstanding; none for the others."""
     slot = slot_for(schedule(loaded.spec, period), kind)
-    planned = []
-    for council in loaded.providers:
-        status = statuses.get(council.code)
-        if status is None or not status.outstanding:
-            continue
-        ctx = reminder_context(loaded, period, slot, council.code, council.name, status, now)
-        r = render("reminder", ctx)
-        cc = addresses(council.code, "senior", reference) if slot.escalate else []
-        email = Email(to=addresses(council.code, "returns", reference), subject=r.subject, text=r.text, html=r.html, cc=cc)
-        planned.append(PlannedReminder(council.code, dedupe_key(loaded.id, period.label, council.code, kind), email))
-    return planned
+    return [
+        plan_reminder(loaded, period, slot, code, name, status, now, reference)
+        for code, name, status in outstanding_councils(loaded, statuses)
+    ]
 
 
 @dataclass(frozen=True)
@@ -128,20 +142,24 @@ def send_reminders(loaded: LoadedSpec, period: Period, kind: str, now: dt.dateti
         statuses = period_statuses(s, loaded.id, period.label)
     if not statuses:
         raise LookupError(f"{loaded.id} {period.label} has no collection period in the ledger: run open_collection first")
-    planned = plan_reminders(loaded, period, kind, statuses, now)
+    slot = slot_for(schedule(loaded.spec, period), kind)
+    councils = outstanding_councils(loaded, statuses)
+    reference = load_reference()
     sent, already, failed = [], [], []
-    for p in planned:
+    for code, name, status in councils:
         try:
+            p = plan_reminder(loaded, period, slot, code, name, status, now, reference)
             result = send_email(
                 p.email, dedupe_key=p.dedupe_key, kind=f"remind_{kind}", return_id=loaded.id, period=period.label,
-                council_code=p.council_code,
+                council_code=code,
             )
         except Exception as exc:  # noqa: BLE001 - every council is tried; the task fails at the end
-            log.warning("Reminder %s to %s failed (%s); a retry will send it", kind, p.council_code, type(exc).__name__)
-            failed.append(p.council_code)
+            log.warning("Reminder %s to %s failed (%s: %s); a retry will send it", kind, code, type(exc).__name__,
+                        exc if isinstance(exc, NoContact) else "see the sent_emails ledger")
+            failed.append(code)
             continue
-        (sent if result.status == "sent" else already).append(p.council_code)
-    run = ReminderRun("send", decision.reason, sent, already, failed, len(statuses) - len(planned))
+        (sent if result.status == "sent" else already).append(code)
+    run = ReminderRun("send", decision.reason, sent, already, failed, len(statuses) - len(councils))
     log.info(
         "Reminder %s for %s %s: %d sent, %d already sent, %d failed, %d councils need none (accepted or closed); due %s",
         kind, loaded.id, period.label, len(sent), len(already), len(failed), run.not_outstanding,
