@@ -1,4 +1,8 @@
-"""``lgdp check``: exit 0 clean, 1 issues, 2 unreadable; --json for machines; never a traceback."""
+"""``lgdp check``: exit 0 clean, 1 issues, 2 unreadable; --json for machines; never a traceback.
+
+The parser's side (file, header and type issues). The full validation in a scratch database is
+tested in ``tests/test_check_offline.py``.
+"""
 
 from __future__ import annotations
 
@@ -73,3 +77,22 @@ def test_missing_file_and_unknown_return_exit_2(tmp_path, capsys):
     assert "no return" in capsys.readouterr().err
     assert main(["check", "--return", "clas", str(tmp_path)]) == 2
     assert "folder" in capsys.readouterr().err
+
+
+def test_parse_only_needs_no_database(tmp_path, capsys, monkeypatch):
+    f = write_csv(tmp_path / "ta.csv", bad=True)
+    monkeypatch.setenv("LGDP_DATABASE_URL", "postgresql+psycopg://nobody@/nowhere?host=/nonexistent")
+    assert main(["check", "--return", "temporary_accommodation_monthly", "--parse-only", str(f)]) == 1
+    out, err = capsys.readouterr()
+    assert out.startswith("TYPE-001 error [row 3, column households]") and "parse only" in err
+    f = write_csv(tmp_path / "ta.csv")
+    assert main(["check", "--return", "temporary_accommodation_monthly", "--parse-only", "--json", str(f)]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["validated"] is False and doc["outcome"] is None and doc["issues"] == []
+
+
+def test_json_clean_was_validated(tmp_path, capsys):
+    f = write_csv(tmp_path / "ta.csv")
+    assert main(["check", "--return", "temporary_accommodation_monthly", "--council", COUNCIL, "--json", str(f)]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["validated"] is True and doc["outcome"] == "accepted" and doc["period"]
