@@ -212,7 +212,7 @@ def test_pseudonyms_are_stable_across_periods(specs, azurite, clean_ledger):
 
     before, after = ids(last.label), ids(this.label)
     assert after[:5] == before[:5]  # the same child links year to year
-    assert after == [_pseudonym(r["child_id"]) for r in new]
+    assert after[:20] == [_pseudonym(r["child_id"]) for r in new]  # Edinburgh first, in file order
 
 
 def test_small_numbers_are_suppressed_in_the_aggregate_output(specs, azurite, clean_ledger):
