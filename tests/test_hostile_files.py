@@ -181,6 +181,8 @@ CASES: dict[str, tuple] = {
     "formulas": (CLAS, "clas.xlsx", with_cell(_formula), "CELL-001", True),
     "dates as free text": (CLAS, "clas.xlsx", _dates_as_text, "TYPE-001", True),
     "dates as Excel serials in a CSV": (CLAS_CSV, "clas.csv", lambda: _serials_in_csv()[0], "TYPE-001", True),
+    "a word in a number column (xlsx)": (CLAS, "clas.xlsx", with_cell(lambda ws: ws.__setitem__("K5", "three")), "TYPE-001", True),
+    "text 'N/A' in a date column (xlsx)": (CLAS, "clas.xlsx", with_cell(lambda ws: ws.__setitem__("H6", "N/A")), "TYPE-001", True),
     "a time of day in a date": (CLAS, "clas.xlsx", with_cell(lambda ws: ws.__setitem__("H4", __import__("datetime").datetime(2020, 3, 1, 14, 30))), "TYPE-001", True),
     "wrong encoding (UTF-16 without BOM)": (TA, "ta.csv", lambda: ta_csv_text().encode("utf-16-le"), "FILE-011", False),
     "neither UTF-8 nor Windows-1252": (TA, "ta.csv", lambda: ta_csv_text().encode() + b"\x81\x8d\x8f\x90\x9d\n", "FILE-011", False),

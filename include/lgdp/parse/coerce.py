@@ -71,12 +71,19 @@ def blank_to_null(arr: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray
 _UNIT_SEPARATORS = (b"\x1c", b"\x1d", b"\x1e", b"\x1f")  # Unicode whitespace to utf8_trim, not to ascii_trim
 
 
+_ASCII_SPACES = (b" ", b"\t", b"\n", b"\r", b"\x0b", b"\x0c")  # what ascii_trim_whitespace removes
+
+
 def _trim(arr: pa.Array) -> pa.Array:
-    """``utf8_trim_whitespace``; the ASCII kernel (several times faster) when it gives the same result."""
+    """``utf8_trim_whitespace``; the ASCII kernel (several times faster) when it gives the same
+    result, and nothing at all when the column's text holds no whitespace character (codes, ids,
+    dates, numbers: most columns of a return), which a byte search shows at memory speed."""
     data = arr.buffers()[2] if arr.type == pa.string() else None
     if data is not None:
         raw = data.to_pybytes()
         if raw.isascii() and not any(sep in raw for sep in _UNIT_SEPARATORS):
+            if not any(space in raw for space in _ASCII_SPACES):
+                return arr
             return pc.ascii_trim_whitespace(arr)
     return pc.utf8_trim_whitespace(arr)
 

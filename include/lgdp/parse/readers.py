@@ -227,6 +227,7 @@ def _csv_arrow(text: bytes | memoryview, header: list[str], delimiter: str) -> t
             ),
             convert_options=pacsv.ConvertOptions(
                 column_types={c: pa.string() for c in names},
+                check_utf8=False,  # decode_text has made the whole text valid UTF-8
                 strings_can_be_null=False,
                 quoted_strings_can_be_null=False,
                 null_values=[],
