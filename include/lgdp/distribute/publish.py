@@ -166,13 +166,11 @@ class LocalFolder:
 
 
 def delivery_dir() -> Path:
+    """``LGDP_DELIVERY_DIR``, else ``deliveries/`` in the demo's state folder (``LGDP_STATE_DIR``, .lgdp)."""
     value = os.environ.get("LGDP_DELIVERY_DIR")
-    if not value:
-        raise DeliveryDirNotConfigured(
-            "LGDP_DELIVERY_DIR is not set: local destinations are folders under it "
-            "(a shared mount in production, e.g. /srv/lgdp/deliveries)"
-        )
-    return Path(value)
+    if value:
+        return Path(value)
+    return Path(os.environ.get("LGDP_STATE_DIR") or ".lgdp") / "deliveries"
 
 
 def destination_for(dist: Distribution) -> Destination:
