@@ -495,3 +495,28 @@ def test_columnar_and_cell_by_cell_workbook_readers_agree(name, monkeypatch):
     assert fast == read(exact=True)
     if columnar is not None:
         assert fast_used is columnar
+
+
+def test_a_sheet_written_with_a_namespace_prefix_reads_the_same():
+    """Some tools write <x:row>, <x:c>, <x:f>: the scan finds formulas, merges and rows there too."""
+    import re
+    import time
+    import zipfile
+
+    from lgdp.parse import readers
+
+    build, _ = AWKWARD_WORKBOOKS["merged cells and formulas"]
+    src = zipfile.ZipFile(io.BytesIO(_workbook(build)))
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as dst:
+        for info in src.infolist():
+            body = src.read(info.filename)
+            if info.filename == "xl/worksheets/sheet1.xml":
+                body = re.sub(rb"<(/?)([A-Za-z]\w*)([\s/>])", rb"<\1x:\2\3", body)
+                body = body.replace(b'xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"',
+                                    b'xmlns:x="http://schemas.openxmlformats.org/spreadsheetml/2006/main"')
+            dst.writestr(info, body)
+    ctx = readers.Context(Limits(), time.monotonic() + 60, "xlsx", "x@example.org", "episodes")
+    raw = readers.read_xlsx(out.getvalue(), ctx, lambda sheets: sheets[0])
+    assert [(i.code, i.row) for i in raw.issues] == [("CELL-002", 2), ("CELL-001", 2), ("CELL-001", 3)]
+    assert raw.row_numbers.to_pylist() == [2, 3] and raw.headers == ["a", "b", "c"]

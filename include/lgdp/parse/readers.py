@@ -402,6 +402,7 @@ def _row_before(block: bytes, pos: int) -> int | None:
 
 
 _SHEET_DATA = re.compile(rb"<([A-Za-z_][\w.-]*:)?sheetData[\s/>]")
+_PREFIXED_MAIN = re.compile(rb"xmlns:[A-Za-z_][\w.-]*=[\"']http://schemas\.openxmlformats\.org/spreadsheetml/2006/main[\"']")
 
 
 def _data_end(block: bytes) -> int:
@@ -422,7 +423,9 @@ def scan_sheet(zf: zipfile.ZipFile, part: str, ctx: Context, cap: int = 50) -> S
     ends, for the columnar reader's row numbers).
 
     The tag prefix of ``<sheetData>`` (none, or e.g. ``x:``) is read from the first block; the
-    byte searches then look only for that spelling (one pass each instead of two).
+    byte searches then look only for that spelling (one pass each instead of two), unless the
+    head also binds a prefix to the sheet namespace. A formula element elsewhere (``<xm:f>`` in
+    an ``extLst``'s data validation) is then not taken for a cell's formula.
     """
     out = SheetScan()
     refs = out.formula_refs
@@ -445,9 +448,12 @@ def scan_sheet(zf: zipfile.ZipFile, part: str, ctx: Context, cap: int = 50) -> S
                 if m:
                     prefix = m.group(1) or b""
                     data_start = m.start()
-                    f_any = (b"<" + prefix + b"f",)
-                    f_marks = tuple(b"<" + prefix + b"f" + end for end in (b">", b" ", b"/"))
-                    row_end = (b"</" + prefix + b"row>",)
+                    # One spelling only when the head binds no prefix to the sheet namespace
+                    # (then an unprefixed <f> is the only formula element there can be).
+                    if prefix or not _PREFIXED_MAIN.search(buf, 0, m.start()):
+                        f_any = (b"<" + prefix + b"f",)
+                        f_marks = tuple(b"<" + prefix + b"f" + end for end in (b">", b" ", b"/"))
+                        row_end = (b"</" + prefix + b"row>",)
             if chunk:
                 cut = max(buf.rfind(end) + len(end) for end in row_end)  # after the last </row>
                 if cut < 6:
