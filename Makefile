@@ -35,6 +35,7 @@ lint: install
 bench: install
 	$(BIN)/python bench/parse_dags.py
 	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/validate.py
 
 ## Re-freeze constraints.txt from the current environment after changing requirements.txt.
 constraints: install
