@@ -50,7 +50,8 @@ def scratch_databases(server_url: str) -> list[str]:
     eng = create_engine(server_url)
     try:
         with eng.connect() as conn:
-            return list(conn.execute(text("SELECT datname FROM pg_database WHERE datname LIKE 'lgdp_check_%'")).scalars())
+            query = text("SELECT datname FROM pg_database WHERE datname LIKE 'lgdp_check_%'")
+            return list(conn.execute(query).scalars())
     finally:
         eng.dispose()
 
@@ -84,8 +85,10 @@ def test_lines_and_summary(tmp_path, capsys) -> None:
     assert main(["check", "--return", "clas", "--council", COUNCIL, str(path)]) == 1
     out, err = capsys.readouterr()
     [line] = out.splitlines()
-    assert line.startswith(f"CLAS-E001 error [row {planted[0].row_number}, column episode_start_date, episode_end_date]: ")
-    assert "150 row(s) read as xlsx; 1 error(s), 0 queries; the spec's checks ran: the council would see it rejected" in err
+    where = f"row {planted[0].row_number}, column episode_start_date, episode_end_date"
+    assert line.startswith(f"CLAS-E001 error [{where}]: ")
+    assert "150 row(s) read as xlsx; 1 error(s), 0 queries; " in err
+    assert "the spec's checks ran: the council would see it rejected" in err
 
 
 def test_same_issues_as_collection(tmp_path, capsys, clean_ledger) -> None:

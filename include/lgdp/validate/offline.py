@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import logging
 import os
 import secrets
 import shutil
@@ -38,6 +39,7 @@ from lgdp.parse import Limits, ParseResult
 from lgdp.specs.load import LoadedSpec
 
 ENV = "LGDP_DATABASE_URL"
+log = logging.getLogger(__name__)
 
 
 class OfflineCheckError(RuntimeError):
@@ -153,12 +155,15 @@ def _scratch_settings(url: str) -> None:
 
 
 def _drop_database(server_url: str, name: str) -> None:
+    """Drop the scratch database; a failure is reported, not raised (the check's result stands)."""
     from sqlalchemy import create_engine, text
 
     eng = create_engine(server_url, isolation_level="AUTOCOMMIT")
     try:
         with eng.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    except Exception as exc:  # noqa: BLE001
+        log.warning("could not drop the scratch database %s (drop it by hand): %s", name, exc)
     finally:
         eng.dispose()
 
@@ -217,8 +222,11 @@ def check_file(
     return OfflineResult(result, issues, True, staged_for, label)
 
 
-def _validate(loaded: LoadedSpec, filename: str, data: bytes, result: ParseResult, council: str, label: str) -> list[Issue]:
-    from lgdp.collect.process import validate_version
+def _validate(
+    loaded: LoadedSpec, filename: str, data: bytes, result: ParseResult, council: str, label: str
+) -> list[Issue]:
+    """Collection's steps 1, 3 and 4 (``process_file``) on a parsed file, in the scratch ledger."""
+    from lgdp.collect.process import storable, validate_version
     from lgdp.ingest import archive_file, expected_submission, load_version, record_version
     from lgdp.ledger import db
     from lgdp.ledger.register import open_period
@@ -230,8 +238,8 @@ def _validate(loaded: LoadedSpec, filename: str, data: bytes, result: ParseResul
         sub = expected_submission(s, loaded.id, label, council)
         sha = archive_file(s, data)
         version_id, _ = record_version(
-            s, sub.id, sha256=sha, filename=filename, source_path=filename, source_item_id="lgdp-check",
-            source_etag=sha, uploaded_by=None, uploaded_at=None,
+            s, sub.id, sha256=sha, filename=storable(filename), source_path=storable(filename),
+            source_item_id="lgdp-check", source_etag=sha, uploaded_by=None, uploaded_at=None,
         )
         load_version(s, loaded, version_id, council, label, result.table)
     try:
