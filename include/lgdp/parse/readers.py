@@ -479,8 +479,10 @@ def scan_sheet(zf: zipfile.ZipFile, part: str, ctx: Context, cap: int = 50) -> S
             # sheetData. A block other than the last ends at a </row>, so </sheetData> is in the last.
             end = len(block) if chunk else _data_end(block)
             begin = len(block)  # nothing of sheetData seen yet
+            head = 0  # how much of the block comes before <sheetData>
             if data_start is not None:
-                begin, data_start = data_start, 0
+                begin = head = data_start
+                data_start = 0
             if begin < end:
                 if out.first_value_row is None:
                     hits = [p for p in (block.find(b"v>", begin, end), block.find(b"is>", begin, end)) if p >= 0]
@@ -489,8 +491,11 @@ def scan_sheet(zf: zipfile.ZipFile, part: str, ctx: Context, cap: int = 50) -> S
                 last = max(block.rfind(b"v>", begin, end), block.rfind(b"is>", begin, end))
                 if last >= 0:
                     out.last_value_row = _row_before(block, last)
-            if b"mergeCell" in block:
-                for m in _MERGE_RE.finditer(block):
+            # <mergeCells> follows </sheetData>, so it is in the last block (or, out of order, in
+            # the head): blocks of whole rows in between are not searched.
+            merge_zone = block if not chunk else block[:head]
+            if b"mergeCell" in merge_zone:
+                for m in _MERGE_RE.finditer(merge_zone):
                     r0, c0 = int(m.group(2)) - 1, _col_index(m.group(1))
                     r1, c1 = (int(m.group(4)) - 1, _col_index(m.group(3))) if m.group(3) else (r0, c0)
                     out.merged.append(((r0, c0), (r1, c1)))
