@@ -31,6 +31,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         description="Parse, load and validate FILE with the same code as collection, in a scratch database "
         "thrown away afterwards: a new database on LGDP_DATABASE_URL's server if it is set, else an embedded "
         "PostgreSQL started for the check (a few seconds). --parse-only skips the database.",
+        epilog="Exit status: 0 no issues, 1 issues found, 2 the file cannot be read (or a wrong return, "
+        "council or period), 3 the validation could not run (no database, Soda failed).",
     )
     chk.add_argument("--return", dest="return_id", required=True, help="the return's id, e.g. clas")
     chk.add_argument(
