@@ -17,11 +17,14 @@ import pytest
 
 from lgdp.collect.graph import (
     SIMPLE_UPLOAD_LIMIT,
+    UPLOAD_FRAGMENT_UNIT,
+    GraphAuthError,
     GraphError,
     GraphNotFound,
     GraphThrottled,
     SharePointDrive,
     folder_path,
+    next_expected_offset,
     parse_retry_after,
 )
 
@@ -110,10 +113,12 @@ def test_download_is_byte_exact_for_a_3mb_binary(m365):
     assert drive.download_sync(numbers.id) == b"42"
 
 
-def test_upload_over_the_simple_limit_is_refused_before_sending(m365):
-    with pytest.raises(ValueError, match="simple upload"):
-        SharePointDrive().upload_sync(f"{FOLDER}/big.xlsx", b"\x00" * (SIMPLE_UPLOAD_LIMIT + 1))
-    assert m365.requests() == []
+def test_files_up_to_the_simple_limit_still_use_one_simple_put(m365):
+    payload = _xlsx_like(SIMPLE_UPLOAD_LIMIT)
+    item = SharePointDrive().upload_sync(f"{FOLDER}/_platform/exactly-4mib.xlsx", payload)
+    assert item.size == SIMPLE_UPLOAD_LIMIT
+    assert [(r["method"], r["path"].rsplit(":", 1)[-1]) for r in m365.requests()] == [("PUT", "/content")]
+    assert m365.upload_sessions() == []
 
 
 def test_a_file_dropped_on_disk_by_hand_is_listed(m365):
@@ -333,3 +338,218 @@ def test_retry_after_parsing():
     assert parse_retry_after("5") == 5.0
     assert parse_retry_after("Sun, 01 Nov 2026 12:00:30 GMT", now=now) == 30.0
     assert parse_retry_after(None) is None and parse_retry_after("soon") is None
+
+
+# --- large files: Graph upload sessions ----------------------------------------------------------
+
+MIB = 1024 * 1024
+
+
+def _session_requests(m365) -> list[tuple[str, str, int]]:
+    """(method, "session" or "chunk", status) of the upload-session traffic, in order."""
+    out = []
+    for r in m365.requests():
+        if r["path"].endswith(":/createUploadSession"):
+            out.append((r["method"], "session", r["status"]))
+        elif r["path"].startswith("/_upload/"):
+            out.append((r["method"], "chunk", r["status"]))
+    return out
+
+
+def test_a_large_file_goes_through_an_upload_session_and_comes_back_identical(m365):
+    drive = SharePointDrive()
+    payload = _xlsx_like(11 * MIB + 12_345)
+    item = drive.upload_sync(f"{FOLDER}/_platform/feedback-v1.xlsx", payload)
+    assert (item.name, item.path, item.size, item.is_folder) == (
+        "feedback-v1.xlsx", f"{FOLDER}/_platform/feedback-v1.xlsx", len(payload), False
+    )
+    # one session through the hook (with the token), then 5 MiB + 5 MiB + the rest, in order
+    assert _session_requests(m365) == [
+        ("POST", "session", 200), ("PUT", "chunk", 202), ("PUT", "chunk", 202), ("PUT", "chunk", 201)
+    ]
+    requests = m365.requests()
+    assert [r["authorization"] for r in requests if r["path"].endswith("createUploadSession")] == [True]
+    # the pre-authenticated upload URL never sees the bearer token
+    assert not any(r["authorization"] for r in requests if r["path"].startswith("/_upload/"))
+    assert drive.download_sync(item.id) == payload
+    assert drive.get_item_sync(item.path).ctag == item.ctag
+    # the parent folders were created; nothing is left behind: no temporary files, no sessions
+    assert m365.list_names(f"{FOLDER}/_platform") == ["feedback-v1.xlsx"]
+    assert sorted(p.name for p in (m365.drive_root / FOLDER / "_platform").iterdir()) == ["feedback-v1.xlsx"]
+    assert m365.upload_sessions() == [] and list(m365.state.uploads_dir.iterdir()) == []
+
+
+def test_a_large_upload_replaces_an_existing_file(m365):
+    drive = SharePointDrive()
+    target = f"{FOLDER}/_platform/accepted-v2.csv"
+    m365.put_file(target, b"old small version")
+    before = drive.get_item_sync(target)
+    first = _xlsx_like(6 * MIB, seed=2)
+    replaced = drive.upload_sync(target, first)
+    assert replaced.id == before.id and replaced.ctag != before.ctag and replaced.size == len(first)
+    assert _session_requests(m365)[-1] == ("PUT", "chunk", 200)  # 200: replaced, not created
+    assert replaced.last_modified_by and replaced.last_modified_by.startswith("App ")
+
+    second = _xlsx_like(5 * MIB + 1, seed=3)  # one full range and a one-byte last range
+    again = drive.upload_sync(target, second)
+    assert again.id == before.id and again.ctag != replaced.ctag and again.size == len(second)
+    assert drive.download_sync(again.id) == second
+    assert m365.list_names(f"{FOLDER}/_platform") == ["accepted-v2.csv"]
+
+
+@pytest.mark.parametrize("status", [429, 503])
+def test_a_throttled_range_is_retried_after_retry_after(m365, status):
+    fault = m365.inject_fault(status=status, retry_after=1, count=1, path_contains="/_upload/", method="PUT")
+    payload = _xlsx_like(8 * MIB, seed=4)
+    started = time.monotonic()
+    item = SharePointDrive().upload_sync(f"{FOLDER}/_platform/feedback.xlsx", payload)
+    assert time.monotonic() - started >= 1  # Retry-After honoured
+    assert _session_requests(m365) == [
+        ("POST", "session", 200), ("PUT", "chunk", status), ("PUT", "chunk", 202), ("PUT", "chunk", 201)
+    ]
+    assert [r["fault"] for r in m365.requests() if r["path"].startswith("/_upload/")][0] == fault.id
+    assert SharePointDrive().download_sync(item.id) == payload
+
+
+def test_a_server_error_on_a_range_resumes_where_the_server_says(m365):
+    """After a 5xx it is unclear what the server kept: the session's status says where to go on."""
+    m365.inject_fault(status=500, count=1, path_contains="/_upload/", method="PUT")
+    payload = _xlsx_like(6 * MIB, seed=5)
+    item = SharePointDrive().upload_sync(f"{FOLDER}/_platform/feedback.xlsx", payload)
+    assert _session_requests(m365) == [
+        ("POST", "session", 200),
+        ("PUT", "chunk", 500),
+        ("GET", "chunk", 200),
+        ("PUT", "chunk", 202),
+        ("PUT", "chunk", 201),
+    ]
+    assert SharePointDrive().download_sync(item.id) == payload
+
+
+def test_a_range_throttled_too_often_raises_and_cancels_the_session(m365):
+    m365.inject_fault(status=503, retry_after=0, count=50, path_contains="/_upload/", method="PUT")
+    with pytest.raises(GraphThrottled) as caught:
+        SharePointDrive().upload_sync(f"{FOLDER}/_platform/feedback.xlsx", _xlsx_like(5 * MIB))
+    assert caught.value.status == 503 and caught.value.retry_after_seconds == 0.0
+    chunks = [(m, s) for m, kind, s in _session_requests(m365) if kind == "chunk"]
+    assert chunks == [("PUT", 503)] * 5 + [("DELETE", 204)]  # gave up, then cancelled the session
+    assert m365.upload_sessions() == [] and m365.list_names(f"{FOLDER}/_platform") == []
+
+
+def test_an_expired_session_is_started_again(m365):
+    m365.state.upload_session_seconds = 1
+    # the first range arrives after the session expired: 404, so a new session starts from byte 0
+    m365.inject_fault(delay_seconds=1.5, count=1, path_contains="/_upload/", method="PUT")
+    payload = _xlsx_like(6 * MIB, seed=6)
+    item = SharePointDrive().upload_sync(f"{FOLDER}/_platform/feedback.xlsx", payload)
+    assert _session_requests(m365) == [
+        ("POST", "session", 200),
+        ("PUT", "chunk", 404),
+        ("POST", "session", 200),
+        ("PUT", "chunk", 202),
+        ("PUT", "chunk", 201),
+    ]
+    assert SharePointDrive().download_sync(item.id) == payload
+
+
+def test_sessions_that_always_expire_end_in_a_graph_error(m365):
+    m365.state.upload_session_seconds = -1  # every session is dead on arrival
+    with pytest.raises(GraphError, match="expired 3 times") as caught:
+        SharePointDrive().upload_sync(f"{FOLDER}/_platform/feedback.xlsx", _xlsx_like(5 * MIB))
+    assert caught.value.status == 404
+    assert [k for _, k, _ in _session_requests(m365)] == ["session", "chunk"] * 3
+
+
+def test_the_upload_chunk_size_is_configurable_in_multiples_of_320_kib(m365):
+    drive = SharePointDrive(upload_chunk_size=4 * UPLOAD_FRAGMENT_UNIT)  # 1.25 MiB
+    payload = _xlsx_like(SIMPLE_UPLOAD_LIMIT + 1, seed=7)
+    item = drive.upload_sync(f"{FOLDER}/_platform/feedback.xlsx", payload)
+    assert [s for _, k, s in _session_requests(m365) if k == "chunk"] == [202, 202, 202, 201]
+    assert drive.download_sync(item.id) == payload
+    for bad in (0, 1000 * 1024, 60 * MIB, -UPLOAD_FRAGMENT_UNIT):
+        with pytest.raises(ValueError, match="320 KiB"):
+            SharePointDrive(upload_chunk_size=bad)
+
+
+def test_the_stand_in_upload_session_protocol_over_http(m365):
+    """What the stand-in enforces, as Graph documents it (driveItem: createUploadSession)."""
+    drive_url = f"{m365.graph_url}/drives/{m365.drive_id}"
+    auth = {"Authorization": f"Bearer {m365.issue_token()}"}
+    unit = UPLOAD_FRAGMENT_UNIT
+    data = random.Random(8).randbytes(2 * unit + 100)
+    m365.put_file(f"{FOLDER}/taken.csv", b"x")
+    with httpx.Client() as client:
+        create = f"{drive_url}/root:/{FOLDER}/new.csv:/createUploadSession"
+        assert client.post(create, json={}).status_code == 401  # creating one needs the token
+        # Graph's default conflictBehavior for a session is fail
+        taken = client.post(f"{drive_url}/root:/{FOLDER}/taken.csv:/createUploadSession", json={}, headers=auth)
+        assert taken.status_code == 409 and taken.json()["error"]["code"] == "nameAlreadyExists"
+        session = client.post(create, json={"item": {"@microsoft.graph.conflictBehavior": "replace"}}, headers=auth)
+        assert session.status_code == 200
+        body = session.json()
+        url = body["uploadUrl"]
+        assert url.startswith(f"{m365.base_url}/_upload/") and body["nextExpectedRanges"] == ["0-"]
+        assert body["expirationDateTime"].endswith("Z")
+
+        def put(start, end, total=len(data), headers=None):
+            headers = {"Content-Range": f"bytes {start}-{end}/{total}", **(headers or {})}
+            return client.put(url, content=data[start : end + 1], headers=headers)
+
+        refused = put(0, unit - 1, headers=auth)  # the upload URL is pre-authenticated: no token
+        assert refused.status_code == 401
+        assert put(unit, 2 * unit - 1).status_code == 416  # out of order
+        assert put(0, 1000).status_code == 400  # not a multiple of 320 KiB and not the last range
+        assert client.put(url, content=b"abc").status_code == 400  # no Content-Range
+        first = put(0, unit - 1)
+        assert first.status_code == 202 and first.json()["nextExpectedRanges"] == [f"{unit}-"]
+        assert put(0, unit - 1).status_code == 416  # already received
+        assert put(unit, 2 * unit - 1, total=len(data) + 1).status_code == 400  # the total must not change
+        assert client.get(url).json()["nextExpectedRanges"] == [f"{unit}-"]
+        assert put(unit, 2 * unit - 1).status_code == 202
+        assert m365.list_names(FOLDER) == ["taken.csv"]  # nothing visible before the last byte
+        done = put(2 * unit, len(data) - 1)
+        assert done.status_code == 201 and done.json()["size"] == len(data) and done.json()["name"] == "new.csv"
+        assert (m365.drive_root / FOLDER / "new.csv").read_bytes() == data
+        assert put(0, unit - 1).status_code == 404  # the session is finished
+
+        # the items/{parent-id}:/{name}: form, and cancelling a session
+        from lgdp.devservices.m365 import item_id_for
+
+        by_id = client.post(
+            f"{drive_url}/items/{item_id_for(FOLDER)}:/other.csv:/createUploadSession", json={}, headers=auth
+        )
+        url = by_id.json()["uploadUrl"]
+        assert len(m365.upload_sessions()) == 1
+        assert client.delete(url).status_code == 204
+        assert client.get(url).status_code == 404 and m365.upload_sessions() == []
+        missing = client.post(f"{drive_url}/items/01NOSUCHITEM/createUploadSession", json={}, headers=auth)
+        assert missing.status_code == 404
+
+    logged = [r for r in m365.requests() if r["path"].startswith("/_upload/")]
+    assert [r["authorization"] for r in logged].count(True) == 1  # the one refused above
+
+
+def test_next_expected_offset_parsing():
+    assert next_expected_offset({"nextExpectedRanges": ["26-"]}, 128) == 26
+    assert next_expected_offset({"nextExpectedRanges": ["12345-55232", "77829-99375"]}, 10**6) == 12345
+    assert next_expected_offset({"nextExpectedRanges": []}, 128) is None
+    assert next_expected_offset({"nextExpectedRanges": ["128-"]}, 128) is None
+    assert next_expected_offset(None, 128) is None and next_expected_offset({"nextExpectedRanges": ["x-"]}, 128) is None
+
+
+def test_an_upload_url_must_be_https_except_on_loopback():
+    from lgdp.collect.graph import check_upload_url
+
+    assert check_upload_url("https://tenant.sharepoint.com/_api/v2.0/uploadSession?guid=1")
+    assert check_upload_url("http://127.0.0.1:9/_upload/abc")
+    for bad in ("http://uploads.example.org/up/1", "ftp://127.0.0.1/x", "/_upload/abc"):
+        with pytest.raises(GraphError, match="not https"):
+            check_upload_url(bad)
+
+
+def test_a_refused_range_is_not_retried_and_cancels_the_session(m365):
+    m365.inject_fault(status=401, count=1, path_contains="/_upload/", method="PUT")
+    with pytest.raises(GraphAuthError):
+        SharePointDrive().upload_sync(f"{FOLDER}/_platform/feedback.xlsx", _xlsx_like(5 * MIB))
+    assert [(m, s) for m, k, s in _session_requests(m365) if k == "chunk"] == [("PUT", 401), ("DELETE", 204)]
+    assert m365.upload_sessions() == []

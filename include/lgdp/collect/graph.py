@@ -13,8 +13,14 @@ finished event loop are detected and rebuilt).
 Drive id: the ``drive_id`` argument, else the connection's ``drive_id`` extra (a field of the
 msgraph connection form that the hook itself ignores), else ``LGDP_SHAREPOINT_DRIVE_ID``.
 
-Limits: :meth:`SharePointDrive.upload` is Graph's simple upload, for files up to 4 MiB
-(``SIMPLE_UPLOAD_LIMIT``); larger files would need an upload session, not implemented. See
+Limits: :meth:`SharePointDrive.upload` sends files up to 4 MiB (``SIMPLE_UPLOAD_LIMIT``) in one
+simple-upload PUT; larger ones (big feedback workbooks, accepted data) go through a Graph upload
+session: ``createUploadSession`` through the hook, then byte ranges of ``upload_chunk_size``
+(5 MiB by default; a multiple of 320 KiB, under 60 MiB, as Microsoft requires) PUT to the
+session's pre-authenticated ``uploadUrl`` with a plain httpx client that never sends the bearer
+token. A fragment answered 429/503/5xx (or lost to the network) is retried after ``Retry-After``
+or a back-off, resuming where the server says it stopped; an expired session (404) is started
+again. The whole content is held in memory (the callers build it in memory). See
 ``docs/m365-standin.md`` for the retry behaviour measured against the local stand-in.
 """
 
@@ -22,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import logging
 import mimetypes
 import os
 import weakref
@@ -30,15 +37,25 @@ from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from io import BytesIO
 from typing import Any, TypeVar
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 DEFAULT_CONN_ID = "msgraph_sharepoint"
 DRIVE_ID_ENV = "LGDP_SHAREPOINT_DRIVE_ID"
 SIMPLE_UPLOAD_LIMIT = 4 * 1024 * 1024
 THROTTLE_STATUSES = frozenset({429, 503})
+# Upload sessions (Graph's driveItem: createUploadSession): each byte range but the last must be a
+# multiple of 320 KiB and every request under 60 MiB; Microsoft recommends 5-10 MiB ranges.
+UPLOAD_FRAGMENT_UNIT = 320 * 1024
+UPLOAD_FRAGMENT_MAX = 60 * 1024 * 1024
+UPLOAD_CHUNK_SIZE = 16 * UPLOAD_FRAGMENT_UNIT  # 5 MiB
+UPLOAD_CHUNK_ATTEMPTS = 5  # tries of one byte range before giving up
+UPLOAD_SESSION_RESTARTS = 2  # new sessions after the server forgot one (404: expired)
+UPLOAD_CHUNK_TIMEOUT = 300.0  # seconds per byte-range request when the hook has no timeout
+UPLOAD_MAX_WAIT = 180.0  # like kiota's RetryHandler: a longer Retry-After is the caller's business
 _FORBIDDEN_IN_NAMES = set('\\:*?"<>|\x00')
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 class GraphError(Exception):
@@ -146,6 +163,54 @@ def _identity_name(identity_set: dict[str, Any] | None) -> str | None:
     return None
 
 
+class _SessionGone(Exception):
+    """The upload session's URL answered 404: it expired or was cleaned up; start a new one."""
+
+
+def check_upload_url(url: str) -> str:
+    """The session's uploadUrl, refused unless https (plain http only on loopback, like kiota)."""
+    parts = urlsplit(url)
+    loopback = parts.hostname in ("localhost", "127.0.0.1", "::1")
+    if not parts.hostname or not (parts.scheme == "https" or (parts.scheme == "http" and loopback)):
+        raise GraphError(None, f"refusing upload URL {parts.scheme}://{parts.hostname}: not https")
+    return url
+
+
+def next_expected_offset(body: Any, total: int) -> int | None:
+    """The first byte the server still wants, from an uploadSession's ``nextExpectedRanges``.
+
+    None when the body has no usable range. Ranges are ``"start-end"`` or ``"start-"``.
+    """
+    ranges = body.get("nextExpectedRanges") if isinstance(body, dict) else None
+    if not ranges or not isinstance(ranges, list) or not isinstance(ranges[0], str):
+        return None
+    start = ranges[0].partition("-")[0].strip()
+    if not start.isdigit() or int(start) >= total:
+        return None
+    return int(start)
+
+
+def _retry_delay(attempt: int) -> float:
+    """Exponential back-off for a failed byte range without a Retry-After: 1, 2, 4, 8 ... 30 s."""
+    return min(30.0, float(2 ** (attempt - 1)))
+
+
+def _json_or_none(response: Any) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+def _graph_error_message(response: Any) -> str:
+    """Graph's error message from a JSON error body, else a generic one."""
+    body = _json_or_none(response)
+    error = body.get("error") if isinstance(body, dict) else None
+    if isinstance(error, dict) and error.get("message"):
+        return f"{error.get('code', 'error')}: {error['message']}"
+    return "request failed"
+
+
 def _header(headers: Any, name: str) -> str | None:
     if not headers:
         return None
@@ -167,11 +232,23 @@ _ADAPTER_LOOPS: weakref.WeakKeyDictionary[Any, weakref.ReferenceType[asyncio.Abs
 class SharePointDrive:
     """One SharePoint document library (a Graph drive), addressed by paths relative to its root."""
 
-    def __init__(self, conn_id: str = DEFAULT_CONN_ID, drive_id: str | None = None, timeout: float | None = None) -> None:
+    def __init__(
+        self,
+        conn_id: str = DEFAULT_CONN_ID,
+        drive_id: str | None = None,
+        timeout: float | None = None,
+        upload_chunk_size: int = UPLOAD_CHUNK_SIZE,
+    ) -> None:
         from airflow.providers.microsoft.azure.hooks.msgraph import KiotaRequestAdapterHook
 
+        if not 0 < upload_chunk_size < UPLOAD_FRAGMENT_MAX or upload_chunk_size % UPLOAD_FRAGMENT_UNIT:
+            raise ValueError(
+                f"upload_chunk_size must be a multiple of {UPLOAD_FRAGMENT_UNIT} bytes (320 KiB) "
+                f"below {UPLOAD_FRAGMENT_MAX} (60 MiB), not {upload_chunk_size}"
+            )
         self.conn_id = conn_id
         self._drive_id = drive_id
+        self.upload_chunk_size = upload_chunk_size
         self.hook = KiotaRequestAdapterHook(conn_id=conn_id, timeout=timeout)
 
     # --- configuration ---------------------------------------------------------------------
@@ -326,19 +403,162 @@ class SharePointDrive:
         return existing
 
     async def upload(self, path: str, content: bytes) -> DriveItem:
-        """Create or replace the file at ``path`` (simple upload, at most 4 MiB); parents are created."""
+        """Create or replace the file at ``path``; parents are created.
+
+        Up to 4 MiB: one simple-upload PUT through the hook. Larger: an upload session (see
+        :meth:`_upload_in_session`), which Graph requires above its simple-upload limit.
+        """
         target = clean_path(path)
         if not target:
             raise ValueError("upload needs a file path, not the root")
         if len(content) > SIMPLE_UPLOAD_LIMIT:
-            raise ValueError(
-                f"{target}: {len(content)} bytes is more than the {SIMPLE_UPLOAD_LIMIT} bytes of a simple upload"
-            )
+            return await self._upload_in_session(target, bytes(content))
         content_type = mimetypes.guess_type(target)[0] or "application/octet-stream"
         data = await self._json(
             f"{await self._item_url(target)}/content", "PUT", bytes(content), {"Content-Type": content_type}
         )
         return DriveItem.from_graph(data, target)
+
+    # --- upload sessions -----------------------------------------------------------------------
+    async def _upload_in_session(self, target: str, content: bytes) -> DriveItem:
+        """Upload through a Graph upload session, restarting it if the server forgets it (404).
+
+        Only ``createUploadSession`` goes through the hook (it needs the token); the byte ranges go
+        to the pre-authenticated ``uploadUrl`` with a plain httpx client, because Microsoft
+        documents that the Authorization header must not be sent there (it may answer 401) and
+        the URL may be on another host than Graph. A session abandoned after an error is
+        cancelled (DELETE) so the server can drop the partial file at once.
+        """
+        async with await self._upload_client() as client:
+            for restart in range(UPLOAD_SESSION_RESTARTS + 1):
+                upload_url = await self._create_upload_session(target)
+                try:
+                    data = await self._send_ranges(client, upload_url, target, content)
+                except _SessionGone:
+                    if restart == UPLOAD_SESSION_RESTARTS:
+                        raise GraphError(
+                            404, f"upload of {target}: the upload session expired {restart + 1} times"
+                        ) from None
+                    log.warning("upload of %s: the upload session expired; starting a new one", target)
+                    continue
+                except BaseException:
+                    await self._cancel_upload_session(client, upload_url)
+                    raise
+                return DriveItem.from_graph(data, target)
+        raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+
+    async def _create_upload_session(self, target: str) -> str:
+        body = {"item": {"@microsoft.graph.conflictBehavior": "replace"}}
+        url = f"{await self._item_url(target)}/createUploadSession"
+        session = await self._json(url, "POST", body)
+        upload_url = session.get("uploadUrl")
+        if not isinstance(upload_url, str) or not upload_url:
+            raise GraphError(None, f"POST {url}: the answer has no uploadUrl")
+        return check_upload_url(upload_url)
+
+    async def _upload_client(self) -> Any:
+        """An httpx client for the upload URL with the connection's TLS and proxy settings, no auth."""
+        import httpx
+        from airflow.providers.common.compat.connection import get_async_connection, get_async_extra_dejson
+
+        extra = await get_async_extra_dejson(await get_async_connection(conn_id=self.conn_id))
+        return httpx.AsyncClient(
+            mounts=self.hook.to_httpx_proxies(self.hook.get_proxies(extra)),
+            verify=extra.get("verify", True),
+            trust_env=extra.get("trust_env", False),
+            timeout=httpx.Timeout(self.hook.timeout or UPLOAD_CHUNK_TIMEOUT),
+            follow_redirects=False,
+        )
+
+    async def _send_ranges(self, client: Any, upload_url: str, target: str, content: bytes) -> dict[str, Any]:
+        """PUT the byte ranges in order until the server answers 200/201 with the driveItem.
+
+        429/503 and other 5xx answers, timeouts and dropped connections are retried (Retry-After
+        honoured, else exponential back-off), at most ``UPLOAD_CHUNK_ATTEMPTS`` times in a row;
+        after an answer that leaves it unclear what the server kept (5xx, network, 416) the
+        session's status (GET uploadUrl) says where to resume.
+        """
+        import httpx
+
+        total = len(content)
+        offset = 0
+        failures = 0
+        while True:
+            end = min(offset + self.upload_chunk_size, total) - 1
+            what = f"upload of {target}: bytes {offset}-{end}/{total}"
+            try:
+                response = await client.put(
+                    upload_url,
+                    content=content[offset : end + 1],
+                    headers={"Content-Range": f"bytes {offset}-{end}/{total}"},
+                )
+            except httpx.TransportError as e:  # timeouts included
+                failures += 1
+                if failures >= UPLOAD_CHUNK_ATTEMPTS:
+                    raise GraphError(None, f"{what}: {type(e).__name__}: {e}") from e
+                delay = _retry_delay(failures)
+                log.warning("%s: %s, retrying in %.1f s", what, type(e).__name__, delay)
+                await asyncio.sleep(delay)
+                offset = await self._resume_offset(client, upload_url, total, offset)
+                continue
+            status = response.status_code
+            if status in (200, 201):
+                item = _json_or_none(response)
+                if not isinstance(item, dict) or "id" not in item:
+                    raise GraphError(status, f"{what}: the last range was accepted but no driveItem came back")
+                return item
+            if status == 202:
+                following = next_expected_offset(_json_or_none(response), total)
+                following = end + 1 if following is None else following
+                failures = 0 if following > offset else failures + 1  # no progress counts as a failure
+                if failures >= UPLOAD_CHUNK_ATTEMPTS:
+                    raise GraphError(202, f"{what}: the server keeps asking for byte {following}")
+                offset = following
+                continue
+            if status == 404:
+                raise _SessionGone()
+            if status in (401, 403):
+                raise GraphAuthError(status, f"{what}: the upload URL refused the request")
+            if status == 416 or status in THROTTLE_STATUSES or status >= 500:
+                failures += 1
+                retry_after = parse_retry_after(response.headers.get("Retry-After"))
+                if failures >= UPLOAD_CHUNK_ATTEMPTS or (retry_after or 0) >= UPLOAD_MAX_WAIT:
+                    if status in THROTTLE_STATUSES:
+                        raise GraphThrottled(status, f"{what}: throttled after {failures} attempts", retry_after)
+                    raise GraphError(status, f"{what}: failed after {failures} attempts")
+                if status != 416:
+                    delay = retry_after if retry_after is not None else _retry_delay(failures)
+                    log.warning("%s: HTTP %s, retrying in %.1f s", what, status, delay)
+                    await asyncio.sleep(delay)
+                if status not in THROTTLE_STATUSES:  # a refused range was not stored; others may be
+                    offset = await self._resume_offset(client, upload_url, total, offset)
+                continue
+            message = _graph_error_message(response)
+            raise GraphError(status, f"{what}: {message}")
+
+    async def _resume_offset(self, client: Any, upload_url: str, total: int, current: int) -> int:
+        """Where to go on, from the session's status; ``current`` if the status is unavailable."""
+        import httpx
+
+        try:
+            response = await client.get(upload_url)
+        except httpx.TransportError:
+            return current
+        if response.status_code == 404:
+            raise _SessionGone()
+        if response.status_code != 200:
+            return current
+        following = next_expected_offset(_json_or_none(response), total)
+        return current if following is None else following
+
+    async def _cancel_upload_session(self, client: Any, upload_url: str) -> None:
+        """Best effort: the error that made us give up is what the caller must see, not this one."""
+        import httpx
+
+        try:
+            await client.delete(upload_url)
+        except httpx.HTTPError as e:
+            log.warning("could not cancel an upload session: %s", type(e).__name__)
 
     async def download(self, item_id: str) -> bytes:
         """The file's exact bytes (Graph answers with a redirect to a download URL, followed)."""

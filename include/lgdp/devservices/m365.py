@@ -13,6 +13,8 @@ Graph shapes over real HTTP so that Airflow's azure provider (``KiotaRequestAdap
   the demo can drop a file in by hand and the stand-in serves it. Item ids are derived from the
   path (stable across restarts), eTag/cTag from the content and mtime, ``lastModifiedBy`` from an
   optional sidecar in ``<state>/meta/`` (else "Demo user");
+- upload sessions for large files (``createUploadSession``, then ``PUT`` byte ranges to a
+  pre-authenticated ``/_upload/{session}`` URL), kept in ``<state>/uploads/`` until complete;
 - ``sendMail`` stores each message as JSON in ``<state>/mail/``;
 - ``/_admin/...``: fault injection (429/503 with Retry-After, slow responses), the request log
   and the stored mail, for tests.
@@ -52,12 +54,33 @@ DEFAULT_TENANT_ID = "lgdp-demo-tenant"
 DEMO_CLIENT_ID = "lgdp-demo-client-id"
 DEMO_CLIENT_SECRET = "fake-secret-not-a-real-credential"
 # Microsoft documents 4 MB as the limit of a simple upload (PUT .../content) for the platform's
-# purposes; bigger files need an upload session, which this stand-in does not implement.
+# purposes; bigger files need an upload session (createUploadSession).
 SIMPLE_UPLOAD_LIMIT = 4 * 1024 * 1024
+# Upload sessions (driveItem: createUploadSession): every fragment but the last must be a multiple
+# of 320 KiB, no request may carry 60 MiB or more, and each fragment extends the session's life.
+UPLOAD_FRAGMENT_UNIT = 320 * 1024
+UPLOAD_FRAGMENT_MAX = 60 * 1024 * 1024
+UPLOAD_SESSION_SECONDS = 15 * 60
+_SESSION_ID_RE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
+_CONTENT_RANGE_RE = re.compile(r"bytes (\d+)-(\d+)/(\d+)")
 TOKEN_LIFETIME_SECONDS = 3599
 SITE_PREFIX = "sites/lgdp/Shared%20Documents"
 _DRIVE_ID_RE = re.compile(r"^[A-Za-z0-9!_.\-]{1,128}$")
 _MAX_LOG = 20_000
+
+
+@dataclass
+class UploadSession:
+    """One upload session: where the file goes and how many bytes have arrived (in order)."""
+
+    id: str
+    drive_id: str
+    rel: str
+    behaviour: str  # conflictBehavior: fail (Graph's default), replace or rename
+    expires: float
+    total: int | None = None  # from fileSize or the first Content-Range
+    received: int = 0
+    app_id: str | None = None
 
 
 class PathRefused(ValueError):
@@ -193,7 +216,8 @@ class StandInState:
         self.meta_dir = self.root / "meta"
         self.mail_dir = self.root / "mail"
         self.tls_dir = self.root / "tls"
-        for d in (self.drives_dir, self.meta_dir, self.mail_dir):
+        self.uploads_dir = self.root / "uploads"
+        for d in (self.drives_dir, self.meta_dir, self.mail_dir, self.uploads_dir):
             d.mkdir(parents=True, exist_ok=True)
         secret_file = self.root / "token-secret"
         if not secret_file.exists():
@@ -207,6 +231,8 @@ class StandInState:
         self._seq = 0
         self._fault_seq = 0
         self._sha_cache: dict[tuple[str, int, int], str] = {}
+        self.upload_lock = threading.Lock()
+        self.upload_session_seconds = UPLOAD_SESSION_SECONDS
 
     # --- tokens -------------------------------------------------------------------------------
     def sign(self, text: str) -> str:
@@ -316,6 +342,67 @@ class StandInState:
                 self._sha_cache[key] = sha
         return sha
 
+    # --- upload sessions: <state>/uploads/<id>.json (the session) and <id>.part (the bytes) -----
+    def upload_part(self, session_id: str) -> Path:
+        return self.uploads_dir / f"{session_id}.part"
+
+    def new_upload_session(
+        self, drive_id: str, rel: str, behaviour: str, total: int | None, app_id: str | None
+    ) -> UploadSession:
+        self.sweep_upload_sessions()
+        session = UploadSession(
+            id=secrets.token_urlsafe(24),  # the URL is the credential: unguessable
+            drive_id=drive_id,
+            rel=rel,
+            behaviour=behaviour,
+            expires=time.time() + self.upload_session_seconds,
+            total=total,
+            app_id=app_id,
+        )
+        self.upload_part(session.id).write_bytes(b"")
+        self.save_upload_session(session)
+        return session
+
+    def save_upload_session(self, session: UploadSession) -> None:
+        target = self.uploads_dir / f"{session.id}.json"
+        tmp = target.with_name(f".{session.id}.json.tmp")
+        tmp.write_text(json.dumps(asdict(session)), encoding="utf-8")
+        os.replace(tmp, target)
+
+    def load_upload_session(self, session_id: str) -> UploadSession | None:
+        """The live session, or None if it never existed, was finished or cancelled, or expired."""
+        if not _SESSION_ID_RE.match(session_id):
+            return None
+        meta = self.uploads_dir / f"{session_id}.json"
+        try:
+            session = UploadSession(**json.loads(meta.read_text(encoding="utf-8")))
+        except (OSError, ValueError, TypeError):
+            return None
+        if session.expires <= time.time():
+            self.drop_upload_session(session_id)
+            return None
+        return session
+
+    def drop_upload_session(self, session_id: str) -> None:
+        for f in (self.uploads_dir / f"{session_id}.json", self.upload_part(session_id)):
+            f.unlink(missing_ok=True)
+
+    def upload_sessions(self) -> list[UploadSession]:
+        sessions = []
+        for meta in sorted(self.uploads_dir.glob("*.json")):
+            try:
+                sessions.append(UploadSession(**json.loads(meta.read_text(encoding="utf-8"))))
+            except (OSError, ValueError, TypeError):
+                continue
+        return sessions
+
+    def sweep_upload_sessions(self) -> None:
+        """Remove expired sessions and their bytes (Graph cleans them up after expiry too)."""
+        now = time.time()
+        for session in self.upload_sessions():
+            if session.expires <= now:
+                self.drop_upload_session(session.id)
+
     def download_sig(self, drive_id: str, item_id: str) -> str:
         return self.sign(f"download:{drive_id}:{item_id}")
 
@@ -398,6 +485,8 @@ def _install_middleware(app, state: StandInState, app_name: str, require_token: 
             "path": path,
             "query": request.url.query,
             "retry_attempt": request.headers.get("Retry-Attempt"),
+            # recorded so tests can show the bearer token never goes to a pre-authenticated upload URL
+            "authorization": "authorization" in request.headers,
             "fault": None,
         }
         response = None
@@ -570,6 +659,126 @@ def create_graph_app(state: StandInState):
         item = state.item_json(str(request.base_url), drive_id, rel, path)
         return JSONResponse(item, status_code=200 if existed else 201)
 
+    async def create_upload_session(
+        request: Request, drive_id: str, rel: str, path: Path, claims: dict[str, Any]
+    ) -> Response:
+        """``POST .../createUploadSession``: an uploadSession whose uploadUrl needs no token."""
+        if not rel:
+            return _error(400, "invalidRequest", "An upload session needs a file path, not the root.")
+        try:
+            body = json.loads(await request.body() or b"{}")
+        except ValueError:
+            return _error(400, "invalidRequest", "Invalid JSON body.")
+        item = body.get("item", {}) if isinstance(body, dict) else None
+        if not isinstance(item, dict):
+            return _error(400, "invalidRequest", "The body must be an object with an optional 'item' object.")
+        if body.get("deferCommit"):
+            return _error(400, "invalidRequest", "deferCommit is not implemented by the stand-in.")
+        name = item.get("name")
+        if name is not None and name != rel.rsplit("/", 1)[-1]:
+            return _error(400, "invalidRequest", "The item's name must be the name at the end of the path.")
+        behaviour = item.get("@microsoft.graph.conflictBehavior", "fail")  # Graph's default here
+        if behaviour not in ("fail", "replace", "rename"):
+            return _error(400, "invalidRequest", f"Unknown conflictBehavior {behaviour!r}.")
+        size = item.get("fileSize")
+        if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size < 1):
+            return _error(400, "invalidRequest", "fileSize must be a positive whole number of bytes.")
+        if path.is_dir() or (path.exists() and behaviour == "fail"):
+            return _error(409, "nameAlreadyExists", "The specified item name already exists.")
+        with state.upload_lock:
+            session = state.new_upload_session(drive_id, rel, behaviour, size, claims.get("cid"))
+        return JSONResponse(
+            {
+                "@odata.context": f"{request.base_url}v1.0/$metadata#microsoft.graph.uploadSession",
+                "uploadUrl": f"{request.base_url}_upload/{session.id}",
+                "expirationDateTime": _iso(session.expires),
+                "nextExpectedRanges": ["0-"],
+            }
+        )
+
+    def complete_upload(request: Request, session: UploadSession) -> Response:
+        """The last byte arrived: move the file into place at once, as a simple upload does."""
+        try:
+            rel, path = state.resolve(session.drive_id, session.rel)
+        except (NotFound, PathRefused):
+            state.drop_upload_session(session.id)
+            return _error(404, "itemNotFound", "The destination of the upload no longer exists.")
+        if path.is_dir():
+            return _error(409, "nameAlreadyExists", "A folder with this name exists.")
+        existed = path.exists()
+        if existed and session.behaviour == "fail":
+            # Graph keeps the session until it expires, so the caller can commit under another name.
+            return _error(409, "nameAlreadyExists", "Another file exists with the same name as the uploaded session.")
+        if existed and session.behaviour == "rename":
+            stem, suffix, n = Path(path.name).stem, Path(path.name).suffix, 1
+            while path.exists():
+                rel, path = state.resolve(session.drive_id, f"{rel.rpartition('/')[0]}/{stem} {n}{suffix}".lstrip("/"))
+                n += 1
+            existed = False
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError):
+            return _error(409, "nameAlreadyExists", "A file is in the way of a parent folder.")
+        tmp = path.with_name(f".upload-{uuid.uuid4().hex}")
+        shutil.move(state.upload_part(session.id), tmp)  # a rename on the same file system
+        os.replace(tmp, path)
+        state.drop_upload_session(session.id)
+        app_id = session.app_id
+        state.set_modified_by(session.drive_id, rel, {"application": {"displayName": f"App {app_id}", "id": app_id}})
+        item = state.item_json(str(request.base_url), session.drive_id, rel, path)
+        return JSONResponse(item, status_code=200 if existed else 201)
+
+    @app.api_route("/_upload/{session_id}", methods=["GET", "PUT", "DELETE"])
+    async def upload_url(session_id: str, request: Request) -> Response:
+        """The pre-authenticated upload URL: PUT byte ranges in order, GET the status, DELETE to cancel."""
+        if "authorization" in request.headers:
+            # Graph: "If you include the Authorization header when issuing the PUT call, it may
+            # result in an HTTP 401 Unauthorized response." The stand-in always refuses it, so a
+            # client that leaks its bearer token to the upload host fails loudly.
+            return _error(401, "unauthenticated", "The upload URL is pre-authenticated: send no Authorization header.")
+        content = await request.body() if request.method == "PUT" else b""
+        with state.upload_lock:
+            session = state.load_upload_session(session_id)
+            if session is None:
+                return _error(404, "itemNotFound", "The upload session does not exist or has expired.")
+            if request.method == "DELETE":
+                state.drop_upload_session(session.id)
+                return Response(status_code=204)
+            if request.method == "GET":
+                return JSONResponse(
+                    {"expirationDateTime": _iso(session.expires), "nextExpectedRanges": [f"{session.received}-"]}
+                )
+            m = _CONTENT_RANGE_RE.fullmatch(request.headers.get("content-range", "").strip())
+            if not m:
+                return _error(400, "invalidRange", "Content-Range: bytes {start}-{end}/{total} is required.")
+            start, end, total = (int(g) for g in m.groups())
+            if end < start or end >= total or len(content) != end - start + 1:
+                return _error(400, "invalidRange", "The Content-Range does not match the length of the body.")
+            if len(content) >= UPLOAD_FRAGMENT_MAX:
+                return _error(413, "requestEntityTooLarge", "A fragment must be smaller than 60 MiB.")
+            if session.total is not None and total != session.total:
+                return _error(400, "invalidRange", f"The file size must stay {session.total} in every fragment.")
+            if start != session.received:
+                # Graph answers 416 for a range it already has; the stand-in also for one it skips
+                # ahead to (fragments must arrive in order). GET the URL for nextExpectedRanges.
+                return _error(416, "invalidRange", f"Expected the range starting at byte {session.received}.")
+            if end + 1 < total and len(content) % UPLOAD_FRAGMENT_UNIT:
+                return _error(400, "invalidRange", "Every fragment but the last must be a multiple of 320 KiB.")
+            with state.upload_part(session.id).open("r+b") as f:
+                f.seek(start)
+                f.write(content)
+                f.truncate()
+            session.total, session.received = total, end + 1
+            session.expires = time.time() + state.upload_session_seconds
+            if session.received < total:
+                state.save_upload_session(session)
+                return JSONResponse(
+                    {"expirationDateTime": _iso(session.expires), "nextExpectedRanges": [f"{session.received}-"]},
+                    status_code=202,
+                )
+            state.save_upload_session(session)
+            return complete_upload(request, session)
+
     @app.api_route("/v1.0/drives/{drive_id}/{tail:path}", methods=["GET", "POST", "PUT", "DELETE"])
     async def drive_endpoint(drive_id: str, tail: str, request: Request) -> Response:
         try:
@@ -584,6 +793,11 @@ def create_graph_app(state: StandInState):
         if method == "PUT" and suffix == "content":
             claims = state.check_token(request.headers.get("authorization")) or {}
             return await upload(request, drive_id, rel, path, claims)
+        if method == "POST" and suffix == "createUploadSession":
+            if tail.startswith("items/") and ":" not in tail and not path.exists():
+                return _error(404, "itemNotFound", "The resource could not be found.")  # items/{id}: must exist
+            claims = state.check_token(request.headers.get("authorization")) or {}
+            return await create_upload_session(request, drive_id, rel, path, claims)
         if not path.exists():
             return _error(404, "itemNotFound", "The resource could not be found.")
         if suffix == "" and method == "GET":
@@ -907,6 +1121,20 @@ class M365StandIn:
     def clear_requests(self) -> None:
         with self.state.lock:
             self.state.requests.clear()
+
+    def upload_sessions(self) -> list[UploadSession]:
+        """Upload sessions not yet finished or cancelled (expired ones included until swept)."""
+        with self.state.upload_lock:
+            return self.state.upload_sessions()
+
+    def expire_upload_sessions(self) -> int:
+        """Let every open upload session expire now (its URL answers 404); how many there were."""
+        with self.state.upload_lock:
+            sessions = self.state.upload_sessions()
+            for session in sessions:
+                session.expires = time.time() - 1
+                self.state.save_upload_session(session)
+        return len(sessions)
 
     def list_names(self, path: str = "") -> list[str]:
         """Names in a folder of the drive, read from disk ([] if the folder does not exist)."""
