@@ -127,8 +127,12 @@ def scratch_database() -> Iterator[str]:
                 _scratch_settings(url)
             db.upgrade(url=url)
         except Exception as exc:  # noqa: BLE001 - whatever stops the database, say so plainly
-            where = "on the server of LGDP_DATABASE_URL" if configured else "in an embedded PostgreSQL"
-            raise OfflineCheckError(f"could not prepare a scratch database {where}: {exc}") from exc
+            if configured:
+                hint = " (unset LGDP_DATABASE_URL to use an embedded PostgreSQL instead, or use --parse-only)"
+                where = "on the server of LGDP_DATABASE_URL"
+            else:
+                hint, where = " (or use --parse-only)", "in an embedded PostgreSQL"
+            raise OfflineCheckError(f"could not prepare a scratch database {where}: {exc}{hint}") from exc
         yield url
     finally:
         if url is not None:
