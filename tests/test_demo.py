@@ -148,3 +148,25 @@ def test_demo_pseudonym_keys_are_stable_and_private(tmp_path):
     assert again["lgdp_pseudonym_key_a"] != again["lgdp_pseudonym_key_b"]
     assert all(k.startswith("lgdp-demo-key-") and check_key(k, c) for c, k in again.items())
     assert (tmp_path / "demo-pseudonym-keys.json").stat().st_mode & 0o077 == 0
+
+
+def test_demo_azurite_keeps_deliveries_between_runs(tmp_path):
+    """The demo's Azurite stores on disk: what a requester got is still there after a restart."""
+    from azure.storage.blob import BlobServiceClient
+
+    from lgdp.devservices.azurite import AzuriteBlob, AzuriteError
+
+    port = _free_port()
+    with AzuriteBlob(tmp_path / "azurite", port=port) as first:
+        BlobServiceClient.from_connection_string(first.connection_string).create_container("clas").upload_blob(
+            "returns/clas/2025-26/v1/manifest.json", b"{}"
+        )
+        with pytest.raises(AzuriteError, match="LGDP_AZURITE_PORT"):
+            AzuriteBlob(tmp_path / "other", port=port).start()
+    with AzuriteBlob(tmp_path / "azurite", port=port) as again:
+        blob = BlobServiceClient.from_connection_string(again.connection_string).get_blob_client(
+            "clas", "returns/clas/2025-26/v1/manifest.json"
+        )
+        assert blob.download_blob().readall() == b"{}"
+    leftovers = subprocess.run(["pgrep", "-f", str(tmp_path)], capture_output=True, text=True).stdout.split()
+    assert leftovers == []
