@@ -177,3 +177,13 @@ def test_bad_arguments_exit_2(tmp_path, capsys, args, message) -> None:
     path, _ = sample(tmp_path, n=20)
     assert main(["check", "--return", "clas", *args, str(path)]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_queries_only_are_held_for_explanation(tmp_path, capsys) -> None:
+    path, planted = sample(tmp_path, {"CLAS-Q002": 1, "CLAS-Q001": 1}, n=80)
+    status, doc = check_json(capsys, "--council", COUNCIL, str(path))
+    assert status == 1 and doc["outcome"] == "queries" and doc["errors"] == 0 and doc["queries"] == 2
+    assert {(i["row"], i["code"], i["severity"]) for i in doc["issues"]} == {
+        (f.row_number, f.kind, "query") for f in planted}
+    assert main(["check", "--return", "clas", str(path)]) == 1
+    assert "fix or explain its queries" in capsys.readouterr().err

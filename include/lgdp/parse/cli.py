@@ -49,6 +49,13 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     chk.set_defaults(func=run)
 
 
+_OUTCOME = {
+    "accepted": "the council would see it accepted",
+    "rejected": "the council would see it rejected",
+    "queries": "the council would be asked to fix or explain its queries (in the feedback workbook)",
+}
+
+
 def _line(i) -> str:
     where = []
     if i.row:
@@ -121,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
             summary = (f"{result.rows:,} row(s) read as {result.format}; {res.errors} error(s), "
                        f"{res.queries} quer{'y' if res.queries == 1 else 'ies'}")
             if res.validated:
-                summary += f"; the spec's checks ran: the council would see it {res.outcome}"
+                summary += f"; the spec's checks ran: {_OUTCOME.get(res.outcome or '', res.outcome)}"
             elif args.parse_only:
                 summary += "; parse only: the spec's checks did not run"
             else:

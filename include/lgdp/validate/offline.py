@@ -66,7 +66,10 @@ class OfflineResult:
 
     @property
     def outcome(self) -> str | None:
-        """accepted | rejected, as collection would decide; None when only parsed (and clean so far)."""
+        """accepted | rejected | queries, as collection would decide; None when only parsed (and clean so far).
+
+        Offline no query carries an explanation yet (they come back in the feedback workbook).
+        """
         from lgdp.collect.process import decide
 
         if self.validated:
