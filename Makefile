@@ -20,7 +20,8 @@ node_modules/.installed: package.json package-lock.json
 
 install: $(STAMP) node_modules/.installed
 
-## Start the demo: embedded PostgreSQL (unless LGDP_DATABASE_URL is set), migrations, airflow standalone.
+## Start the demo: embedded PostgreSQL (unless LGDP_DATABASE_URL is set), migrations, the M365 stand-in
+## (SharePoint, mail), Azurite (requester storage), airflow standalone.
 demo: install
 	$(BIN)/lgdp dev demo
 
