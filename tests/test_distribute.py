@@ -374,3 +374,84 @@ def test_requester_sign_off_is_archived_and_recorded_as_the_final_state(specs, a
         assert final is not None and final.path.startswith(f"{period.label}/returned/")
         assert read_archived(s, hashlib.sha256(final_csv).hexdigest()) == final_csv
         assert read_archived(s, hashlib.sha256(note).hexdigest()) == note
+
+
+def test_streamed_delivery_has_the_same_data_as_building_it_whole_in_file_order(specs, azurite, clean_ledger, tmp_path, monkeypatch):
+    """The pipeline (a council at a time, CSV and Parquet uploaded while written) gives the bytes
+    ``build`` gives for the whole table, in each council's file order even when the database
+    returns a council's rows out of order."""
+    from lgdp.distribute import stream
+    from lgdp.distribute.build import build
+    from lgdp.distribute.publish import LocalFolder
+    from lgdp.distribute.select import accepted_batches, accepted_set, read_accepted
+    from lgdp.distribute.stream import stream_files
+    from lgdp.ledger.db import session
+
+    monkeypatch.setattr(stream, "CSV_SLICE_ROWS", 7)  # several slices and row groups per council
+    monkeypatch.setattr(stream, "PARQUET_GROUP_ROWS", 10)
+    loaded = _loaded()
+    period = _current(loaded)
+    _open(loaded, period)
+    ed = _accept(loaded, period.label, EDINBURGH, n=30, seed=1)
+    gl = _accept(loaded, period.label, GLASGOW, n=17, seed=2)
+    with engine().begin() as conn:  # an updated row moves to the end of its partition's heap
+        conn.execute(text('UPDATE lgdp_staging."clas" SET sex = sex WHERE _council_code = :c AND _row_number = 3'), {"c": EDINBURGH})
+    dist = _dist(loaded, "scottish_government").model_copy(update={"formats": ["csv", "parquet", "xml"]})
+    key = SG_KEY.encode()
+    with session() as s:
+        accepted = accepted_set(s, loaded, period.label)
+        whole = build(loaded, dist, period.label, 1, read_accepted(s, loaded, accepted, dist), key)
+        dest = LocalFolder(tmp_path / "out")
+        streamed = stream_files(loaded, dist, period.label, 1, accepted_batches(s, loaded, accepted, dist), key, dest, "v1")
+
+    name = f"clas_{period.label}"
+    written = {p.name: p.read_bytes() for p in (tmp_path / "out" / "v1").iterdir()}
+    assert sorted(written) == sorted(whole.files)  # nothing partial left behind
+    assert written[f"{name}.csv"] == whole.files[f"{name}.csv"]
+    assert written[f"{name}.xml"] == whole.files[f"{name}.xml"]
+    ours, theirs = (pq.read_table(io.BytesIO(b)) for b in (written[f"{name}.parquet"], whole.files[f"{name}.parquet"]))
+    assert ours.equals(theirs) and pq.ParquetFile(io.BytesIO(written[f"{name}.parquet"])).num_row_groups == 2
+    assert [(r.name, r.size, r.sha256) for r in streamed.records] == [
+        (n, len(written[n]), hashlib.sha256(written[n]).hexdigest()) for n in whole.files
+    ]
+    assert streamed.rows == whole.rows == 47
+    csv = pacsv.read_csv(io.BytesIO(written[f"{name}.csv"]))
+    assert csv.column("child_id").to_pylist() == [_pseudonym(r["child_id"]) for r in ed + gl]
+
+
+def test_a_failure_while_streaming_leaves_no_file(specs, tmp_path):
+    import pyarrow as pa
+
+    from lgdp.distribute.publish import LocalFolder
+    from lgdp.distribute.stream import read_ahead, stream_files
+
+    loaded = _loaded()
+    dist = _dist(loaded, "improvement_service").model_copy(update={"formats": ["csv", "parquet"]})
+    from lgdp.distribute.select import arrow_type
+
+    schema = pa.schema([(c, arrow_type(loaded.item(c).type)) for c in dist.columns])
+
+    def councils():
+        yield schema.empty_table()
+        raise ConnectionError("the database went away")
+
+    with pytest.raises(ConnectionError, match="went away"):
+        stream_files(loaded, dist, "2025-26", 1, read_ahead(councils), None, LocalFolder(tmp_path / "out"), "v1")
+    assert [p for p in (tmp_path / "out").rglob("*") if p.is_file()] == []
+
+    # Closing the read-ahead early stops its thread.
+    produced = []
+
+    def endless():
+        while True:
+            produced.append(1)
+            yield len(produced)
+
+    it = read_ahead(endless)
+    assert next(it) == 1
+    it.close()
+    n = len(produced)
+    import time as _time
+
+    _time.sleep(0.5)
+    assert len(produced) <= n + 1

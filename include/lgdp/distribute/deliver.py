@@ -18,16 +18,19 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from contextlib import closing
 from dataclasses import asdict, dataclass, field
-from typing import Callable
+from typing import Callable, Iterator
+
+import pyarrow as pa
 
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
-from lgdp.distribute.build import build
 from lgdp.distribute.manifest import manifest, manifest_bytes, sha256_hex
-from lgdp.distribute.publish import Destination, destination_for, publish, version_folder
-from lgdp.distribute.select import AcceptedSet, accepted_set, read_accepted, validation_summary
+from lgdp.distribute.publish import Destination, destination_for, publish_manifest, version_folder
+from lgdp.distribute.select import AcceptedSet, accepted_batches, accepted_set, validation_summary
+from lgdp.distribute.stream import read_ahead, stream_files
 from lgdp.ledger.models import Delivery
 from lgdp.specs.load import LoadedSpec
 from lgdp.specs.model import Distribution
@@ -149,15 +152,19 @@ def deliver(
             raise ValueError(f"requester {dist.requester} needs a pseudonym key lookup")
         key = key_lookup(dist.pseudonym_key_conn_id)
     folder = version_folder(period, version)
+
+    def council_tables() -> Iterator[pa.Table]:  # runs in the read-ahead thread: its own session
+        with session() as s:
+            yield from accepted_batches(s, loaded, accepted, dist)
+
     try:
         with session() as s:
-            table = read_accepted(s, loaded, accepted, dist)
             validation = validation_summary(s, accepted)
-        built = build(loaded, dist, period, version, table, key)
-        del table
+        with closing(read_ahead(council_tables)) as batches:
+            built = stream_files(loaded, dist, period, version, batches, key, dest, folder)
         doc = manifest(loaded, dist, period, version, reason, accepted, built, validation, now or _now(), supersedes)
         data = manifest_bytes(doc)
-        publish(dest, folder, built.files, built.formats, data)
+        publish_manifest(dest, folder, data)
     except Exception as exc:
         with session() as s, s.begin():
             row = s.get(Delivery, delivery_id)
@@ -188,7 +195,7 @@ def deliver(
         missing=accepted.missing,
         manifest_sha256=digest,
         location=location,
-        files=list(built.files),
+        files=[f.name for f in built.records],
     )
 
 

@@ -29,6 +29,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 FORMULA_START = r"^[=+\-@\t\r]"
+PARQUET_COMPRESSION = "zstd"
 XLSX_MAX_ROWS = 1_048_576 - 1  # Excel's sheet limit, less the header row
 _XML_ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 CONTENT_TYPES = {
@@ -86,7 +87,7 @@ def to_parquet(table: pa.Table, decimal_columns: Iterable[str] = ()) -> bytes:
             i = table.schema.get_field_index(name)
             table = table.set_column(i, pa.field(name, target), pc.cast(col, target))
     buf = io.BytesIO()
-    pq.write_table(table, buf, compression="zstd")
+    pq.write_table(table, buf, compression=PARQUET_COMPRESSION)
     return buf.getvalue()
 
 
@@ -160,6 +161,7 @@ __all__ = [
     "CONTENT_TYPES",
     "FORMULA_START",
     "FormatError",
+    "PARQUET_COMPRESSION",
     "XLSX_MAX_ROWS",
     "neutralise",
     "neutralise_column",

@@ -11,14 +11,25 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-from typing import Any
+from typing import Any, Protocol
 
-from lgdp.distribute.build import Built
+from lgdp.distribute.build import Built, FileRecord
 from lgdp.distribute.select import AcceptedSet
 from lgdp.specs.load import LoadedSpec
 from lgdp.specs.model import Distribution
 
 MANIFEST_NAME = "manifest.json"
+
+
+class Delivered(Protocol):
+    """What the manifest needs of a delivery's files (``build.Built`` or ``stream.Streamed``)."""
+
+    rows: int
+    columns: list[str]
+    suppression: dict[str, Any] | None
+
+    @property
+    def records(self) -> list[FileRecord]: ...
 MANIFEST_FORMAT = 1
 
 
@@ -33,7 +44,7 @@ def manifest(
     delivery_version: int,
     reason: str,
     accepted: AcceptedSet,
-    built: Built,
+    built: Built | Delivered,
     validation: dict[str, Any],
     generated_at: dt.datetime,
     supersedes: int | None = None,
@@ -66,14 +77,8 @@ def manifest(
         "suppression": built.suppression,
         "formula_neutralisation": "text values starting with = + - @ tab or CR are prefixed with ' in csv, xlsx and xml",
         "files": [
-            {
-                "name": name,
-                "format": built.formats[name],
-                "bytes": len(data),
-                "sha256": sha256_hex(data),
-                "rows": built.rows,
-            }
-            for name, data in built.files.items()
+            {"name": f.name, "format": f.format, "bytes": f.size, "sha256": f.sha256, "rows": built.rows}
+            for f in built.records
         ],
         "validation": validation,
         "generated_at": generated_at.astimezone(dt.timezone.utc).isoformat(timespec="seconds"),

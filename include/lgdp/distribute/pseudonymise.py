@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -47,35 +47,36 @@ def pseudonym(key: bytes, value: str) -> str:
     return hmac.digest(key, value.encode("utf-8"), "sha256").hex()
 
 
-def _hasher(key: bytes) -> Callable[[str], str]:
-    """HMAC-SHA256 (RFC 2104) with the keyed inner and outer states computed once and copied per
-    value: the same result as ``pseudonym``, about twice as fast (a million identifiers ~1 s)."""
+def _pads(key: bytes) -> tuple[Callable[[], Any], Callable[[], Any]]:
+    """HMAC-SHA256's (RFC 2104) keyed inner and outer SHA-256 states, computed once: each value
+    then costs two state copies and two short updates (the same result as ``pseudonym``, about
+    twice as fast)."""
     if len(key) > 64:
         key = hashlib.sha256(key).digest()
     block = key.ljust(64, b"\0")
-    inner = hashlib.sha256(bytes(b ^ 0x36 for b in block)).copy
-    outer = hashlib.sha256(bytes(b ^ 0x5C for b in block)).copy
-
-    def one(value: str) -> str:
-        i = inner()
-        i.update(value.encode("utf-8"))
-        o = outer()
-        o.update(i.digest())
-        return o.hexdigest()
-
-    return one
+    return hashlib.sha256(bytes(b ^ 0x36 for b in block)).copy, hashlib.sha256(bytes(b ^ 0x5C for b in block)).copy
 
 
 def pseudonymise_column(column: pa.ChunkedArray | pa.Array, key: bytes) -> pa.Array:
-    """Every value's pseudonym; each distinct value is hashed once (identifiers repeat across rows)."""
+    """Every value's pseudonym; each distinct value is hashed once (identifiers repeat across rows).
+
+    The loop is the delivery's hottest Python code (a million identifiers ~1 s): the values are
+    taken from Arrow as UTF-8 bytes (no per-value encode) and the HMAC is inlined."""
     as_text = pc.cast(column, pa.string())
     encoded = pc.dictionary_encode(as_text)
     if isinstance(encoded, pa.ChunkedArray):
         encoded = encoded.combine_chunks() if encoded.num_chunks else pa.array([], pa.dictionary(pa.int32(), pa.string()))
-    dictionary = encoded.dictionary.to_pylist()
-    one = _hasher(key)
-    hashed = pa.array([one(v) for v in dictionary], pa.string())
-    return pc.take(hashed, encoded.indices)
+    values = encoded.dictionary.cast(pa.binary()).to_pylist()
+    inner, outer = _pads(key)
+    hashed: list[str] = []
+    append = hashed.append
+    for value in values:
+        i = inner()
+        i.update(value)
+        o = outer()
+        o.update(i.digest())
+        append(o.hexdigest())
+    return pc.take(pa.array(hashed, pa.string()), encoded.indices)
 
 
 def pseudonymise(table: pa.Table, columns: Iterable[str], key: bytes) -> pa.Table:

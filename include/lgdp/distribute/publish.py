@@ -26,17 +26,22 @@ import datetime as dt
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Iterator, Protocol
 
 from lgdp.distribute.formats import CONTENT_TYPES
 from lgdp.distribute.manifest import MANIFEST_NAME
 from lgdp.specs.model import Distribution, LocalDestination, WasbDestination
 
 RETURNED = "returned"
+UPLOAD_CONCURRENCY = 4  # parallel block uploads per file (the SDK's threads)
 
 
 class DeliveryDirNotConfigured(RuntimeError):
     pass
+
+
+class OutsideFolder(ValueError):
+    """A path that leads outside the requester's folder (``..``, or a symbolic link out of it)."""
 
 
 @dataclass(frozen=True)
@@ -52,6 +57,11 @@ class Destination(Protocol):
     location: str
 
     def put(self, path: str, data: bytes, content_type: str) -> None: ...
+
+    def put_chunks(self, path: str, chunks: Iterator[bytes], content_type: str) -> None:
+        """Write a file given as chunks (written while it is produced); nothing appears unless
+        every chunk arrives."""
+        ...
 
     def get(self, path: str) -> bytes: ...
 
@@ -102,7 +112,23 @@ class WasbFolder:
             data,
             length=len(data),
             overwrite=True,
-            max_concurrency=4,
+            max_concurrency=UPLOAD_CONCURRENCY,
+            content_settings=ContentSettings(content_type=content_type),
+        )
+
+    def put_chunks(self, path: str, chunks: Iterator[bytes], content_type: str) -> None:
+        """The SDK pulls ``chunks`` and uploads each full block in its own threads while the next
+        is produced; the blob exists only once its block list is committed, after the last chunk."""
+        from azure.storage.blob import ContentSettings
+
+        self._ensure_container()
+        self.hook.upload(
+            self.container,
+            join(self.prefix, path),
+            chunks,
+            length=None,
+            overwrite=True,
+            max_concurrency=UPLOAD_CONCURRENCY,
             content_settings=ContentSettings(content_type=content_type),
         )
 
@@ -134,7 +160,7 @@ class LocalFolder:
     def _path(self, path: str) -> Path:
         target = (self.root / path).resolve()
         if not target.is_relative_to(self.root.resolve()):
-            raise ValueError(f"{path!r} is outside the delivery folder")
+            raise OutsideFolder(f"{path!r} leads outside the delivery folder")
         return target
 
     def put(self, path: str, data: bytes, content_type: str) -> None:
@@ -142,6 +168,19 @@ class LocalFolder:
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f".{target.name}.partial")
         tmp.write_bytes(data)
+        os.replace(tmp, target)
+
+    def put_chunks(self, path: str, chunks: Iterator[bytes], content_type: str) -> None:
+        target = self._path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.partial")
+        try:
+            with tmp.open("wb") as f:
+                for chunk in chunks:
+                    f.write(chunk)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
         os.replace(tmp, target)
 
     def get(self, path: str) -> bytes:
@@ -187,6 +226,11 @@ def publish(dest: Destination, folder: str, files: dict[str, bytes], formats: di
     """Every data file, then ``manifest.json`` last: its presence means the delivery is complete."""
     for name, data in files.items():
         dest.put(join(folder, name), data, CONTENT_TYPES[formats[name]])
+    publish_manifest(dest, folder, manifest)
+
+
+def publish_manifest(dest: Destination, folder: str, manifest: bytes) -> None:
+    """``manifest.json``: only ever called after every data file of the delivery is written."""
     dest.put(join(folder, MANIFEST_NAME), manifest, "application/json")
 
 
@@ -195,12 +239,14 @@ __all__ = [
     "DeliveryDirNotConfigured",
     "Destination",
     "LocalFolder",
+    "OutsideFolder",
     "StoredFile",
     "WasbFolder",
     "delivery_dir",
     "destination_for",
     "join",
     "publish",
+    "publish_manifest",
     "returned_folder",
     "version_folder",
 ]
