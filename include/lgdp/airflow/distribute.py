@@ -10,7 +10,8 @@ nothing new publishes nothing; a council accepted after a delivery (its collect 
 rerun, then this task cleared) publishes a new delivery version and earlier versions stay.
 
 After publishing, files a requester returned under ``returned/`` are recorded (sign-off), and each
-requester is emailed the manifest's summary once per delivery version.
+requester is emailed the manifest's summary once per delivery version. Files returned after the
+run has ended are recorded by ``CollectSignoffsOperator`` (the platform DAG ``requester_signoffs``).
 """
 
 from __future__ import annotations
@@ -183,16 +184,47 @@ def deliver_all(loaded: LoadedSpec, period: str, *, notify: bool = True, log: An
             if log is not None:
                 log.exception("Delivery to %s failed", dist.requester)
             continue
-        out["requesters"][dist.requester] = {**result.as_xcom(), "returned_files": len(returned)}
+        recorded = [r for r in returned if r.sha256 is not None]
+        out["requesters"][dist.requester] = {**result.as_xcom(), "returned_files": len(recorded)}
         if log is not None:
             log.info(
                 "%s: version %s %s (%d rows, %d missing councils); %d returned file(s) recorded",
                 dist.requester, result.version, "published" if result.published else "unchanged",
-                result.rows, len(result.missing), len(returned),
+                result.rows, len(result.missing), len(recorded),
             )
+            for r in returned:
+                if r.problem:
+                    log.warning("Returned file %s from %s: %s", r.path, dist.requester, r.problem)
     if failures:
         raise RuntimeError("delivery failed for " + "; ".join(failures))
     return out
+
+
+class CollectSignoffsOperator(BaseOperator):
+    """Record the files requesters returned under ``returned/`` for every delivered period.
+
+    The ``distribute`` task collects them only while it runs; this operator (the platform DAG
+    ``requester_signoffs``) does it after the return's DAG run has ended, on a schedule. Bad or
+    hostile files are kept and reported (``lgdp.distribute.signoff``), never a failure; a
+    requester whose storage cannot be reached fails the task after the others are collected, so
+    Airflow retries. Returns paths, kinds, hashes and messages only (no file contents).
+    """
+
+    ui_color = "#fdebd0"
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        from lgdp.distribute.signoff import collect_everywhere
+
+        done = collect_everywhere()
+        self.log.info(
+            "Looked in %d delivered period(s): %d file(s) recorded, %d problem(s)",
+            done.places, len(done.recorded), len(done.problems),
+        )
+        for p in done.problems:
+            self.log.warning("%s %s: %s", p["place"], p.get("path") or "", p["problem"])
+        if done.failures:
+            raise RuntimeError("collecting returned files failed for " + "; ".join(done.failures))
+        return done.as_xcom()
 
 
 def notify_requester(loaded: LoadedSpec, period: str, dist: Distribution, result: DeliveryResult) -> None:
@@ -226,4 +258,12 @@ def notify_requester(loaded: LoadedSpec, period: str, dist: Distribution, result
     )
 
 
-__all__ = ["AcceptanceTrigger", "DistributeOperator", "acceptance", "connection_password", "deliver_all", "notify_requester"]
+__all__ = [
+    "AcceptanceTrigger",
+    "CollectSignoffsOperator",
+    "DistributeOperator",
+    "acceptance",
+    "connection_password",
+    "deliver_all",
+    "notify_requester",
+]
