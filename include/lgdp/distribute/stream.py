@@ -113,13 +113,15 @@ class Upload:
 
     ``write`` hands chunks over through a small bounded queue (so memory stays flat and a slow
     upload slows the producer down instead of piling up), counting and hashing them on the way:
-    the manifest's size and SHA-256 are of exactly the bytes uploaded. ``close`` waits for the
-    upload and raises its error, if any; ``abort`` makes the upload fail, so the file never
+    the manifest's size and SHA-256 are of exactly the bytes uploaded. Chunks of 4 MiB match the
+    SDK's block size, so each chunk is one block, uploaded in parallel with the next (the SDK's
+    ``max_concurrency``). ``close`` waits for the upload and raises its error, if any;
+    ``abort`` makes the upload fail, so the file never
     appears (a block blob is committed only after its last chunk; a local file is renamed into
     place only then).
     """
 
-    def __init__(self, dest: Destination, path: str, content_type: str, depth: int = 4, chunk: int = 8 << 20) -> None:
+    def __init__(self, dest: Destination, path: str, content_type: str, depth: int = 4, chunk: int = 4 << 20) -> None:
         self._queue: queue.Queue[object] = queue.Queue(maxsize=depth)
         self._sha = hashlib.sha256()
         self._buffer: list[bytes] = []
@@ -170,17 +172,22 @@ class Upload:
         self._buffer.append(bytes(data))
         self._buffered += len(data)
         if self._buffered >= self._chunk:
-            self._flush()
+            self._flush(final=False)
         return len(data)
 
-    def _flush(self) -> None:
-        if self._buffer:
-            data = b"".join(self._buffer)
-            self._buffer, self._buffered = [], 0
-            self._put(data)
+    def _flush(self, final: bool) -> None:
+        """Queue whole chunks (and, at the end, the rest)."""
+        if not self._buffer:
+            return
+        data = b"".join(self._buffer)
+        whole = len(data) if final else len(data) - len(data) % self._chunk
+        for start in range(0, whole, self._chunk):
+            self._put(data[start : min(start + self._chunk, whole)])
+        rest = data[whole:]
+        self._buffer, self._buffered = ([rest] if rest else []), len(rest)
 
     def close(self) -> None:
-        self._flush()
+        self._flush(final=True)
         self._put(_DONE)
         self._thread.join()
         if self.error is not None:
