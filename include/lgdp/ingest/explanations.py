@@ -96,15 +96,3 @@ def unexplained_queries(session: Session, version_id: int) -> int:
         )
     ).scalar_one()
 
-
-def explained_queries(session: Session, version_id: int) -> int:
-    return session.execute(
-        select(func.count())
-        .select_from(SubmissionIssue)
-        .where(
-            SubmissionIssue.version_id == version_id,
-            SubmissionIssue.severity == "query",
-            SubmissionIssue.explanation.is_not(None),
-        )
-    ).scalar_one()
-
