@@ -329,7 +329,9 @@ def _demo(args: argparse.Namespace) -> int:
         lines.append("every approved return in return_specs/ is a DAG named return_<id>; Ctrl-C stops everything.")
         print("\n" + "".join(f"[lgdp] {ln}\n" for ln in lines), flush=True)
         if args.smoke:
-            return 0 if _smoke(env, args.timeout) and _smoke_collection(env, m365, args.timeout) else 1
+            # The acknowledgement is looked for in the stand-in's mail only if mail goes there.
+            mail_here = m365 is not None and mail.startswith(m365.base_url)
+            return 0 if _smoke(env, args.timeout) and _smoke_collection(env, m365, args.timeout, mail_here) else 1
         proc.wait()
         return proc.returncode or 0
     except KeyboardInterrupt:
@@ -387,7 +389,7 @@ def _wait_for(what: str, predicate, timeout: float = 240) -> bool:
     return False
 
 
-def _smoke_collection(env: dict[str, str], m365, timeout: float = 240) -> bool:
+def _smoke_collection(env: dict[str, str], m365, timeout: float = 240, check_mail: bool = True) -> bool:
     """Through the real scheduler and triggerer: open a period, drop a file, see it accepted and answered.
 
     Answered means what the council sees: the feedback workbook in its folder's ``_platform``
@@ -463,6 +465,9 @@ def _smoke_collection(env: dict[str, str], m365, timeout: float = 240) -> bool:
         wanted = f"accepted ({council.name}, version {version})"
         return next((m for m in mail if wanted in m["message"].get("subject", "")), None)
 
+    if not check_mail:
+        print("[lgdp] smoke: acknowledgement email not checked (mail goes to the server you configured)", flush=True)
+        return True
     if not _wait_for(f"the acknowledgement email to {council.name}", lambda: acknowledgement() is not None, timeout):
         return False
     found = acknowledgement()
