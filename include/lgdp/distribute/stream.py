@@ -9,12 +9,10 @@ long as uploading its bytes (``docs/benchmarks.md``). Here:
   its own database session) while the previous council is prepared: ``read_ahead``;
 - each council's rows are prepared exactly as ``build.build`` prepares the whole table
   (pseudonyms, then suppression, then neutralisation for the text outputs: ``build.prepare``);
-- the CSV (and the Parquet file, a row group at a time) is encoded in a thread of its own
-  (``Behind``: Arrow's writers and the neutralisation run without the GIL, beside the pseudonyms,
-  which hold it) and written while earlier parts of it are being uploaded: each file has its own
-  ``Upload`` thread, fed through a small bounded queue, and the storage SDK uploads full blocks
-  in parallel; the SHA-256 and size the manifest records are computed over exactly the bytes
-  handed to the upload, not in a second pass;
+- the CSV (and the Parquet file, a row group at a time) is written while earlier parts of it are
+  being uploaded: each file has its own ``Upload`` thread, fed through a small bounded queue, and
+  the storage SDK uploads full blocks in parallel; the SHA-256 and size the manifest records are
+  computed over exactly the bytes handed to the upload, not in a second pass;
 - formats that need every row first (xlsx and xml: one sheet or document; Parquet when a decimal
   column's scale must be chosen from all its values) are built from the prepared councils at the
   end and uploaded in turn.
@@ -108,57 +106,6 @@ def csv_bytes(table: pa.Table, header: bool) -> bytes:
     buf = io.BytesIO()
     pacsv.write_csv(table, buf, pacsv.WriteOptions(include_header=header, quoting_style="needed"))
     return buf.getvalue()
-
-
-class Behind:
-    """``consume(item)`` for each item ``put``, in order, in a thread of its own (the opposite of
-    ``read_ahead``): the caller goes on with its next item meanwhile. A bounded queue keeps memory
-    flat; ``consume``'s error is raised by the next ``put`` or by ``close``."""
-
-    def __init__(self, consume: Callable[[T], None], name: str, depth: int = 2) -> None:
-        self._consume = consume
-        self._queue: queue.Queue[object] = queue.Queue(maxsize=depth)
-        self._stop = threading.Event()
-        self.error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while True:
-            item = self._queue.get()
-            if item is _DONE or self._stop.is_set():
-                return
-            try:
-                self._consume(item)  # type: ignore[arg-type]
-            except BaseException as exc:  # noqa: BLE001 - raised in the caller by put/close
-                self.error = exc
-                self._stop.set()
-                return
-
-    def put(self, item: T) -> None:
-        while True:
-            if self.error is not None:
-                raise self.error
-            try:
-                self._queue.put(item, timeout=0.2)
-                return
-            except queue.Full:
-                if not self._thread.is_alive() and self.error is None:
-                    raise RuntimeError(f"{self._thread.name} ended early")
-
-    def close(self) -> None:
-        self.put(_DONE)  # type: ignore[arg-type]
-        self._thread.join()
-        if self.error is not None:
-            raise self.error
-
-    def abort(self) -> None:
-        self._stop.set()
-        try:
-            self._queue.put_nowait(_DONE)
-        except queue.Full:
-            pass
-        self._thread.join(timeout=30)
 
 
 class Upload:
@@ -305,11 +252,8 @@ def stream_files(
     """Prepare ``batches`` (one council each, in order) and write every data file of the
     requester's formats to ``dest`` under ``folder``; the caller writes the manifest after.
 
-    This thread prepares each council (the pseudonyms hold the GIL); the CSV and the Parquet
-    file are encoded in a thread each (Arrow's writers, neutralisation and SHA-256 run without
-    the GIL) and uploaded by a thread each. Parquet is streamed unless a decimal column needs
-    every row to choose its scale (row groups of at least ``PARQUET_GROUP_ROWS`` rows); xlsx and
-    xml are built at the end."""
+    CSV is streamed; Parquet too unless a decimal column needs every row to choose its scale
+    (row groups of at least ``PARQUET_GROUP_ROWS`` rows); xlsx and xml are built at the end."""
     out = Streamed(columns=list(dist.columns))
     texts = text_columns(loaded, dist)
     decimals = decimal_columns(loaded, dist)
@@ -318,54 +262,42 @@ def stream_files(
     stream_parquet = "parquet" in names and not decimals
     at_end = [fmt for fmt in dist.formats if fmt not in ("csv", "parquet") or (fmt == "parquet" and not stream_parquet)]
     uploads: dict[str, Upload] = {}
-    encoders: dict[str, Behind] = {}
     records: dict[str, FileRecord] = {}
     kept: list[pa.Table] = []  # prepared rows for the formats built at the end
     group: list[pa.Table] = []  # prepared rows waiting to be a Parquet row group
-    state: dict[str, object] = {"first_csv": True, "writer": None}
-
-    def encode_csv(table: pa.Table) -> None:  # in the CSV encoder's thread
-        if not (table.num_rows or state["first_csv"]):
-            return
-        safe = neutralise(table, texts)
-        for start in range(0, max(safe.num_rows, 1), CSV_SLICE_ROWS):
-            uploads["csv"].write(csv_bytes(safe.slice(start, CSV_SLICE_ROWS), header=bool(state["first_csv"])))
-            state["first_csv"] = False
-
-    def encode_parquet(table: pa.Table) -> None:  # in the Parquet encoder's thread
-        group.append(table)
-        if sum(t.num_rows for t in group) >= PARQUET_GROUP_ROWS:
-            state["writer"] = _write_group(state["writer"], group, uploads["parquet"])  # type: ignore[arg-type]
-
+    writer: pq.ParquetWriter | None = None
+    first_csv = True
     try:
-        for fmt, encode in (("csv", encode_csv), ("parquet", encode_parquet)):
+        for fmt in ("csv", "parquet"):
             if (fmt == "csv" and stream_csv) or (fmt == "parquet" and stream_parquet):
                 uploads[fmt] = Upload(dest, join(folder, names[fmt]), CONTENT_TYPES[fmt])
-                encoders[fmt] = Behind(encode, name=f"lgdp-encode-{fmt}")
         for batch in batches:
-            table, cells = prepare(batch, dist, key)  # this thread: the pseudonyms (holds the GIL)
+            table, cells = prepare(batch, dist, key)
             out.rows += table.num_rows
             out.cells_suppressed += cells
-            for encoder in encoders.values():
-                encoder.put(table)
+            if stream_csv and (table.num_rows or first_csv):
+                safe = neutralise(table, texts)
+                for start in range(0, max(safe.num_rows, 1), CSV_SLICE_ROWS):
+                    uploads["csv"].write(csv_bytes(safe.slice(start, CSV_SLICE_ROWS), header=first_csv))
+                    first_csv = False
+            if stream_parquet:
+                group.append(table)
+                if sum(t.num_rows for t in group) >= PARQUET_GROUP_ROWS:
+                    writer = _write_group(writer, group, uploads["parquet"])
             if at_end:
                 kept.append(table)
-        for encoder in encoders.values():
-            encoder.close()
         empty = _empty(loaded, dist, key)
-        if stream_csv and state["first_csv"]:  # no council at all: still a file with its header row
-            uploads["csv"].write(csv_bytes(empty, header=True))
+        if stream_csv:
+            if first_csv:  # no council at all: still a file with its header row
+                uploads["csv"].write(csv_bytes(empty, header=True))
         if stream_parquet:
-            writer = state["writer"]
             if group or writer is None:
-                writer = _write_group(writer, group or [empty], uploads["parquet"])  # type: ignore[arg-type]
-            writer.close()  # type: ignore[union-attr]
+                writer = _write_group(writer, group or [empty], uploads["parquet"])
+            writer.close()
         for fmt, upload in uploads.items():
             upload.close()
             records[fmt] = FileRecord(names[fmt], fmt, upload.size, upload.sha256)
     except BaseException as exc:
-        for encoder in encoders.values():
-            encoder.abort()
         for upload in uploads.values():
             upload.abort(exc)
         raise
@@ -407,7 +339,6 @@ def _empty(loaded: LoadedSpec, dist: Distribution, key: bytes | None) -> pa.Tabl
 __all__ = [
     "CSV_SLICE_ROWS",
     "PARQUET_GROUP_ROWS",
-    "Behind",
     "Streamed",
     "Upload",
     "csv_bytes",
