@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
 from test_distribute import (  # noqa: F401 - fixtures and helpers shared with the delivery tests
     EDINBURGH,
@@ -119,6 +120,10 @@ def test_files_returned_after_the_run_are_recorded_by_the_platform_dag(specs, az
     with session() as s:
         for name, data in {**good, **hostile}.items():  # every file kept, hostile ones too
             assert read_archived(s, hashlib.sha256(data).hexdigest()) == data
+        kept = dict(  # the reason stays in the ledger, not only in the run that first saw the file
+            s.execute(text("SELECT path, problem FROM lgdp.requester_signoffs WHERE kind = 'rejected'")).all()
+        )
+        assert {p.rsplit("/", 1)[1]: m for p, m in kept.items()} == {n: problems[n]["problem"] for n in hostile}
         final = final_state(s, "clas", period.label, "scottish_government")
         assert final is not None and final.kind != "rejected" and final.path.rsplit("/", 1)[1] in good
         ta_final = final_state(s, ta.id, ta_period.label, "public_dashboard")
@@ -136,6 +141,10 @@ def test_files_returned_after_the_run_are_recorded_by_the_platform_dag(specs, az
     with pytest.raises(RuntimeError, match="improvement_service"):
         op.execute(context={})
     with session() as s:
+        kept = dict(  # the reason stays in the ledger, not only in the run that first saw the file
+            s.execute(text("SELECT path, problem FROM lgdp.requester_signoffs WHERE kind = 'rejected'")).all()
+        )
+        assert {p.rsplit("/", 1)[1]: m for p, m in kept.items()} == {n: problems[n]["problem"] for n in hostile}
         final = final_state(s, "clas", period.label, "scottish_government")
         assert final.path == f"{period.label}/returned/signoff_2.json" and final.delivery_version == 1
         assert read_archived(s, final.file_sha256) == later

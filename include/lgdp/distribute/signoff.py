@@ -155,6 +155,7 @@ def collect_returned(session: Session, return_id: str, period: str, requester: s
                 delivery_version=version,
                 returned_at=f.modified,
                 recorded_at=dt.datetime.now(dt.timezone.utc),
+                problem=problem,
             )
             .on_conflict_do_nothing(index_elements=["return_id", "requester", "path", "file_sha256"])
             .returning(RequesterSignoff.id)

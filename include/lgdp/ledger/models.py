@@ -328,3 +328,4 @@ class RequesterSignoff(Base):
     delivery_version: Mapped[int | None] = mapped_column(Integer)
     returned_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     recorded_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    problem: Mapped[str | None] = mapped_column(Text)  # why a ``rejected`` file cannot be used (never its contents)
