@@ -9,7 +9,7 @@ What it does:
 1. Generates ``--specs`` synthetic *approved* return specs in a temporary folder by cloning the
    real specs in ``return_specs/`` round-robin under new ids (``bench_clas_000``,
    ``bench_lfq_001``, ...), with a copy of ``return_specs/shared`` beside them.
-2. Writes a *floor* DAG file in the same temporary folder: the same DAG ids and tasks (``open_collection`` then ``collect`` mapped over the providers)
+2. Writes a *floor* DAG file in the same temporary folder: the same DAG ids and tasks (``open_collection`` then ``collect`` mapped over the providers, ``remind_<kind>`` tasks, ``distribute``)
    (``EmptyOperator`` with the same task id), the same schedule type and crons
    (``CronTriggerTimetable(cron, timezone="Europe/London")``), built in a plain module-level loop.
 3. Parses ``dags/returns.py``, ``dags/return_spec_problems.py`` and the floor file the way the dag
@@ -23,7 +23,7 @@ What it does:
    written) and reports medians; the headline is ``returns.py / floor``, goal <= 1.5x.
 
 It exits 0 whatever the ratio (benchmarks are measured, not asserted) and 1 if any parse fails,
-has import errors, or does not give exactly one DAG with two tasks per spec.
+has import errors, or does not give exactly one DAG per spec with its tasks (open, mapped collect, one per reminder, distribute).
 """
 
 from __future__ import annotations
@@ -169,7 +169,7 @@ def generate_specs(target: Path, n: int) -> list[str]:
     return ids
 
 
-def expected_dags(specs_dir: Path, n: int) -> list[tuple[str, str, list[str]]]:
+def expected_dags(specs_dir: Path, n: int) -> list[tuple[str, str, list[str], list[str], bool]]:
     """(dag id, opening cron) of every generated spec, via the platform's own loader."""
     from lgdp.periods import opening_cron
     from lgdp.specs.load import load_register
@@ -180,12 +180,19 @@ def expected_dags(specs_dir: Path, n: int) -> list[tuple[str, str, list[str]]]:
     approved = register.approved()
     if len(approved) != n:
         raise BenchError(f"expected {n} approved specs, the loader found {len(approved)}")
-    return [(s.dag_id, opening_cron(s.spec.collection), [c.code for c in s.providers]) for s in approved]
+    return [
+        (s.dag_id, opening_cron(s.spec.collection), [c.code for c in s.providers],
+         [r.kind for r in s.spec.reminders], bool(s.spec.distribution))
+        for s in approved
+    ]
 
 
-def write_floor(path: Path, dags: list[tuple[str, str, list[str]]]) -> None:
-    """The floor: the same DAG ids, task counts, mapping and schedules, out of EmptyOperators."""
-    rows = "\n".join(f"    ({dag_id!r}, {cron!r}, {councils!r})," for dag_id, cron, councils in dags)
+def write_floor(path: Path, dags: list[tuple[str, str, list[str], list[str], bool]]) -> None:
+    """The floor: the same DAG ids, tasks, mapping, dependencies and schedules, out of EmptyOperators."""
+    rows = "\n".join(
+        f"    ({dag_id!r}, {cron!r}, {councils!r}, {kinds!r}, {dist!r}),"
+        for dag_id, cron, councils, kinds, dist in dags
+    )
     path.write_text(
         f'''"""Floor for bench/parse_dags.py: {len(dags)} airflow DAGs of EmptyOperators (generated)."""
 
@@ -199,7 +206,7 @@ DAGS = [
 {rows}
 ]
 
-for dag_id, cron, councils in DAGS:
+for dag_id, cron, councils, kinds, distributes in DAGS:
     with DAG(
         dag_id=dag_id,
         schedule=CronTriggerTimetable(cron, timezone="Europe/London"),
@@ -207,7 +214,12 @@ for dag_id, cron, councils in DAGS:
         catchup=False,
     ) as dag:
         opened = EmptyOperator(task_id="open_collection")
-        opened >> EmptyOperator.partial(task_id="collect").expand_kwargs([{{"doc": c}} for c in councils])
+        collect = EmptyOperator.partial(task_id="collect").expand_kwargs([{{"doc": c}} for c in councils])
+        opened >> collect
+        for kind in kinds:
+            opened >> EmptyOperator(task_id=f"remind_{{kind}}")
+        if distributes:
+            collect >> EmptyOperator(task_id="distribute", trigger_rule="all_done")
     globals()[dag_id] = dag
 ''',
         encoding="utf-8",
@@ -252,7 +264,7 @@ def check_bag(name: str, result: dict, expected: dict[str, int]) -> None:
         missing = sorted(set(expected) - set(result["dags"]))[:5]
         extra = sorted(set(result["dags"]) - set(expected))[:5]
         raise BenchError(
-            f"{name}: expected {len(expected)} DAGs of two tasks each, got {len(result['dags'])} "
+            f"{name}: expected {len(expected)} DAGs with the returns' task counts, got {len(result['dags'])} "
             f"(missing {missing}, unexpected {extra}, tasks {sorted(set(result['dags'].values()))})"
         )
 
@@ -285,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.pop("LGDP_SHARED_DIR", None)
         dags = expected_dags(specs_dir, args.specs)
         write_floor(floor_file, dags)
-        expected = {dag_id: 2 for dag_id, _, _ in dags}
+        expected = {dag_id: 2 + len(kinds) + dist for dag_id, _, _, kinds, dist in dags}
         env = child_env(airflow_home, specs_dir)
 
         files = {
@@ -333,7 +345,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"{median(rs, 'serialize_s') * 1000:13.1f}")
         print()
         print(f"specs loaded: {parts[0]['specs']} ({parts[0]['approved']} approved); import errors: 0 in every parse; "
-              f"{n} DAGs of 2 tasks (one mapped) in both bags")
+              f"{n} DAGs of {min(expected.values())}-{max(expected.values())} tasks (one mapped) in both bags")
         print("returns.py broken down (fresh process, same prelude, medians): "
               f"import lgdp {median(parts, 'import_lgdp_s') * 1000:.0f} ms, "
               f"load_reference {median(parts, 'load_reference_s') * 1000:.0f} ms, "
