@@ -35,6 +35,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
+
+from _ledger import bench_ledger  # noqa: E402  (bench/ is the script's own folder, first on sys.path)
 PERIOD = "2025-26"
 KEY = "bench-key-not-a-secret-0123456789"
 
@@ -58,55 +60,39 @@ def main() -> int:
 
     logging.getLogger("azure").setLevel(logging.WARNING)  # the SDK logs every request at INFO
 
-    tmp = Path(tempfile.mkdtemp(prefix="lgdp-bench-distribute-"))
-    server = azurite = None
-    try:
-        from lgdp.devdb import create_database, embedded_url, start_embedded
-        from lgdp.ledger import db
+    azurite = None
+    with bench_ledger("lgdp-bench-distribute-", "lgdp_bench_distribute") as (tmp, url):
+        try:
+            port = free_port()
+            if not AZURITE.exists():
+                raise SystemExit(f"{AZURITE} is missing: run `make install`")
+            azurite = subprocess.Popen(
+                [str(AZURITE), "--blobHost", "127.0.0.1", "--blobPort", str(port), "--inMemoryPersistence", "--loose",
+                 "--skipApiVersionCheck"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp,
+            )
+            for _ in range(300):
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                    break
+                except OSError:
+                    time.sleep(0.1)
+            conn_str = connection_string(port)
+            os.environ["AIRFLOW_CONN_WASB_BENCH"] = json.dumps({"conn_type": "wasb", "extra": {"connection_string": conn_str}})
+            os.environ["AIRFLOW_CONN_LGDP_PSEUDONYM_KEY_SCOTTISH_GOVERNMENT"] = json.dumps(
+                {"conn_type": "generic", "password": KEY}
+            )
 
-        configured = os.environ.get("LGDP_DATABASE_URL")
-        if configured:
-            server_url = configured
-        else:
-            server = start_embedded(tmp / "pgdata", cleanup="delete")
-            server_url = embedded_url(server, "postgres")
-        url = create_database(server_url, "lgdp_bench_distribute", fresh=True)
-        os.environ["LGDP_DATABASE_URL"] = url
-        db.upgrade(url=url)
-
-        port = free_port()
-        if not AZURITE.exists():
-            raise SystemExit(f"{AZURITE} is missing: run `make install`")
-        azurite = subprocess.Popen(
-            [str(AZURITE), "--blobHost", "127.0.0.1", "--blobPort", str(port), "--inMemoryPersistence", "--loose",
-             "--skipApiVersionCheck"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp,
-        )
-        for _ in range(300):
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                break
-            except OSError:
-                time.sleep(0.1)
-        conn_str = connection_string(port)
-        os.environ["AIRFLOW_CONN_WASB_BENCH"] = json.dumps({"conn_type": "wasb", "extra": {"connection_string": conn_str}})
-        os.environ["AIRFLOW_CONN_LGDP_PSEUDONYM_KEY_SCOTTISH_GOVERNMENT"] = json.dumps(
-            {"conn_type": "generic", "password": KEY}
-        )
-
-        loaded, dist = setup_data(args.rows, args.councils)
-        run(loaded, dist, conn_str, args)
-        return 0
-    finally:
-        if azurite is not None:
-            azurite.terminate()
-            try:
-                azurite.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                azurite.kill()
-        if server is not None:
-            server.cleanup()  # type: ignore[attr-defined]
-        shutil.rmtree(tmp, ignore_errors=True)
+            loaded, dist = setup_data(args.rows, args.councils)
+            run(loaded, dist, conn_str, args)
+            return 0
+        finally:
+            if azurite is not None:
+                azurite.terminate()
+                try:
+                    azurite.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    azurite.kill()
 
 
 def setup_data(rows: int, councils: int):

@@ -21,13 +21,13 @@ import cProfile
 import io
 import os
 import pstats
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
+
+from _ledger import bench_ledger  # bench/ is the script's own folder, first on sys.path
 
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
@@ -63,7 +63,6 @@ def main() -> int:
     load_at_start = os.getloadavg()
 
     from lgdp import synth
-    from lgdp.devdb import create_database, embedded_url, start_embedded
     from lgdp.ingest import archive_file, expected_submission, load_version, record_version
     from lgdp.ledger import db
     from lgdp.ledger.register import open_period
@@ -71,19 +70,7 @@ def main() -> int:
     from lgdp.periods import period_from_label
     from lgdp.specs.load import load_register
 
-    tmp = Path(tempfile.mkdtemp(prefix="lgdp-bench-ingest-"))
-    server = None
-    try:
-        configured = os.environ.get("LGDP_DATABASE_URL")
-        if configured:
-            server_url = configured
-        else:
-            server = start_embedded(tmp / "pgdata", cleanup="delete")
-            server_url = embedded_url(server, "postgres")
-        url = create_database(server_url, "lgdp_bench", fresh=True)
-        os.environ["LGDP_DATABASE_URL"] = url
-        db.upgrade(url=url)
-
+    with bench_ledger("lgdp-bench-ingest-", "lgdp_bench", keep=args.keep) as (tmp, url):
         clas = load_register().get("clas")
         # CLAS is collected as xlsx; the CSV leg asks the same spec to accept CSV too.
         loaded = clas.__class__(**{**clas.__dict__, "spec": clas.spec.model_copy(update={"formats": ["xlsx", "csv"]})})
@@ -205,13 +192,6 @@ def main() -> int:
         s.close()
         db.engine().dispose()
         return 0
-    finally:
-        if args.keep:
-            print(f"kept {tmp}")
-        if server is not None:
-            server.cleanup()  # type: ignore[attr-defined]
-        if not args.keep:
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -34,12 +34,11 @@ import cProfile
 import io
 import os
 import pstats
-import shutil
 import statistics
 import sys
-import tempfile
 import time
-from pathlib import Path
+
+from _ledger import bench_ledger  # bench/ is the script's own folder, first on sys.path
 
 from sqlalchemy import text
 
@@ -106,7 +105,6 @@ def main() -> int:
 
     from lgdp import synth
     from lgdp.collect.process import validate_version
-    from lgdp.devdb import create_database, embedded_url, start_embedded
     from lgdp.ingest import archive_file, expected_submission, load_version, record_version
     from lgdp.ledger import db
     from lgdp.ledger.register import open_period
@@ -116,19 +114,8 @@ def main() -> int:
     from lgdp.validate.contract import verify
     from lgdp.validate.rows import count_by_code, failing_rows
 
-    tmp = Path(tempfile.mkdtemp(prefix="lgdp-bench-validate-"))
-    server = None
-    try:
-        configured = os.environ.get("LGDP_DATABASE_URL")
-        if configured:
-            server_url = configured
-        else:
-            server = start_embedded(tmp / "pgdata", cleanup="delete")
-            server_url = embedded_url(server, "postgres")
-        url = create_database(server_url, "lgdp_bench_validate", fresh=True)
-        os.environ["LGDP_DATABASE_URL"] = url
+    with bench_ledger("lgdp-bench-validate-", "lgdp_bench_validate", keep=args.keep) as (tmp, url):
         os.environ["SODA_CORE_TELEMETRY_ENABLED"] = "false"
-        db.upgrade(url=url)
 
         clas = load_register().get("clas")
         # CLAS is collected as xlsx; the bench writes CSV (quicker to make) and asks the same spec to accept it.
@@ -256,13 +243,6 @@ def main() -> int:
         s.close()
         db.engine().dispose()
         return 0
-    finally:
-        if args.keep:
-            print(f"kept {tmp}")
-        if server is not None:
-            server.cleanup()  # type: ignore[attr-defined]
-        if not args.keep:
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":
