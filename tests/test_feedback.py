@@ -91,11 +91,25 @@ def test_a_data_file_is_not_a_feedback_workbook(tmp_path):
         (lambda d: d[: len(d) // 2], "could not be opened"),
         (lambda d: _drop_sheet(d, "Issues"), "lost its 'Issues' sheet"),
         (lambda d: _drop_column(d, "Explanation"), "no 'Explanation' column"),
+        (lambda d: _pad(d, 450 * 1024 * 1024), "too large to read"),
     ],
 )
 def test_a_damaged_returned_workbook_gets_a_message_the_officer_can_act_on(mangle, words):
     with pytest.raises(FeedbackUnreadable, match=words):
         read_returned(mangle(build_workbook(META, ISSUES)))
+
+
+def _pad(data: bytes, size: int) -> bytes:
+    """The workbook with a hidden member that inflates to ``size`` bytes: a zip bomb in disguise."""
+    import zipfile
+
+    out = io.BytesIO(data)
+    with zipfile.ZipFile(out, "a", compression=zipfile.ZIP_DEFLATED) as zf:
+        with zf.open("xl/media/padding.bin", "w", force_zip64=True) as member:
+            block = b"\0" * (1024 * 1024)
+            for _ in range(size // len(block)):
+                member.write(block)
+    return out.getvalue()
 
 
 def _drop_sheet(data: bytes, name: str) -> bytes:

@@ -186,4 +186,13 @@ def test_explanations_carry_over_to_a_resubmission_and_a_foreign_workbook_is_ref
     assert (final.status, final.unexplained) == ("accepted", 0)
     with engine().connect() as conn:
         rows = conn.execute(text("SELECT status, explained FROM lgdp.explanation_files ORDER BY id")).all()
-    assert rows == [("applied", 1), ("refused", 0), ("refused", 0), ("applied", 1)]
+        kept = conn.execute(  # every returned workbook is kept byte for byte, the refused ones too
+            text(
+                "SELECT count(*) FROM lgdp.explanation_files e JOIN lgdp.archived_files a ON a.sha256 = e.file_sha256"
+            )
+        ).scalar_one()
+        messages = conn.execute(
+            text("SELECT message FROM lgdp.explanation_files WHERE status = 'refused' ORDER BY id")
+        ).scalars().all()
+    assert rows == [("applied", 1), ("refused", 0), ("refused", 0), ("applied", 1)] and kept == 4
+    assert "feedback_v2.xlsx" in messages[0] and "Upload it to the right folder" in messages[1]
