@@ -37,6 +37,7 @@ bench: install
 	$(BIN)/python bench/parse_dags.py
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/validate.py
+	$(BIN)/python bench/distribute.py
 
 ## Re-freeze constraints.txt from the current environment after changing requirements.txt.
 constraints: install
