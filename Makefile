@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test install lint constraints bench clean
+.PHONY: demo test install system-packages lint constraints bench clean
 
 $(STAMP): requirements.txt constraints.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "Python 3.11 is required (set PYTHON=python3.11)")'
@@ -18,7 +18,21 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch node_modules/.installed
 
-install: $(STAMP) node_modules/.installed
+# Debian packages the tests and the demo drive: a headless Chromium (UI tests), LibreOffice Calc
+# (spreadsheet round trips re-saved through a real spreadsheet application) and poppler-utils (PDF
+# checks). Installed with apt-get when missing (needs root, as on CI); `SKIP_APT=1` skips the step.
+DEBIAN_PACKAGES := chromium libreoffice-calc-nogui poppler-utils fonts-dejavu-core
+system-packages:
+	@if [ -n "$(SKIP_APT)" ]; then exit 0; fi; \
+	missing=""; for p in $(DEBIAN_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  if [ "$$(id -u)" != 0 ]; then echo "need root for apt-get (or install:$$missing; SKIP_APT=1)"; exit 1; fi; \
+	  DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+install: system-packages $(STAMP) node_modules/.installed
 
 ## Start the demo: embedded PostgreSQL (unless LGDP_DATABASE_URL is set), migrations, the M365 stand-in
 ## (SharePoint, mail), Azurite (requester storage), airflow standalone.
