@@ -27,6 +27,7 @@ Semantics, chosen to be exactly what Soda Core 4.28 counts:
 from __future__ import annotations
 
 import random
+import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -206,6 +207,26 @@ def _item_checks(item: ResolvedItem) -> list[Check]:
     return out
 
 
+LEADING_ZERO_NOTE = (
+    " It is one digit short: a leading zero was probably lost (a spreadsheet turns 012345 typed in a "
+    "General cell into the number 12345). Format the column as Text, type the value again with its "
+    "leading zero, and upload the file again."
+)
+
+
+def leading_zero_note(check: Check, value: str | None) -> str:
+    """For a format check: ``LEADING_ZERO_NOTE`` when ``value`` is all digits and fails the pattern
+    but would match it with a ``0`` in front (``21144581`` for a nine-digit pattern), else ``""``."""
+    if check.kind != "format" or not value or not re.fullmatch(r"[0-9]+", value):
+        return ""
+    regex = (check.soda_fields.get("valid_format") or {}).get("regex")
+    try:
+        lost = bool(regex) and re.fullmatch(regex, value) is None and re.fullmatch(regex, "0" + value) is not None
+    except re.error:
+        return ""
+    return LEADING_ZERO_NOTE if lost else ""
+
+
 def key_partition_sql(keys: tuple[str, ...]) -> str:
     """The key of a row as Soda's duplicate check hashes it (before the hash)."""
     parts = [f"COALESCE(CAST({quote_ident(k)} AS VARCHAR), {quote_literal(SODA_NULL)})" for k in keys]
@@ -267,6 +288,7 @@ __all__ = [
     "checks",
     "full_match",
     "key_partition_sql",
+    "leading_zero_note",
     "quote_ident",
     "quote_literal",
     "rule_failing_sql",

@@ -30,7 +30,7 @@ from lgdp.ingest._conn import raw_connection
 from lgdp.ingest.staging import PARTITION_SCHEMA, partition_table, staging_table
 from lgdp.issues import Issue
 from lgdp.specs.load import LoadedSpec
-from lgdp.validate.checks import DUPLICATE_CODE, ROW_COUNT_CODE, Check, checks, key_partition_sql, quote_ident
+from lgdp.validate.checks import DUPLICATE_CODE, ROW_COUNT_CODE, Check, checks, key_partition_sql, leading_zero_note, quote_ident
 
 _SHOW_NULL = "(blank)"
 log = logging.getLogger(__name__)
@@ -179,7 +179,7 @@ def failing_rows(conn: Any, loaded: LoadedSpec, council: str, period: str, versi
     for row_number, code, value, first in found:
         c = by_code[code]
         shown = value if value is not None else _SHOW_NULL
-        message = c.message.format(value=shown, first=first)
+        message = c.message.format(value=shown, first=first) + leading_zero_note(c, value)
         issues.append(Issue(c.code, c.severity, message, row_number, c.item, value))
     return issues
 
