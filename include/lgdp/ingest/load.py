@@ -168,7 +168,7 @@ def _load(raw, loaded: LoadedSpec, version_id: int, council_code: str, period: s
         if new_partition:
             # The version, council and period are the same on every row: column defaults of the
             # new partition fill them in (36 bytes a row less to send and read), dropped after COPY.
-            check = sql.Identifier(f"ck_{loaded.id}_v{int(version_id)}")
+            check = sql.Identifier(f"ck_{loaded.staging_name}_v{int(version_id)}")
             raw.execute(
                 sql.SQL("CREATE TABLE {part} (LIKE {table} INCLUDING DEFAULTS, "
                         "CONSTRAINT {check} CHECK (_submission_version_id = {v}))").format(

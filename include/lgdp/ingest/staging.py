@@ -78,7 +78,7 @@ class StagingSchemaError(RuntimeError):
 
 def staging_table(loaded: LoadedSpec) -> sql.Composed:
     """The quoted name ``lgdp_staging."<return_id>"``."""
-    return sql.Identifier(SCHEMA, loaded.id)
+    return sql.Identifier(SCHEMA, loaded.staging_name)
 
 
 def staging_columns(loaded: LoadedSpec) -> list[tuple[str, str]]:
@@ -94,7 +94,7 @@ def staging_columns(loaded: LoadedSpec) -> list[tuple[str, str]]:
 
 def partition_table(loaded: LoadedSpec, version_id: int) -> sql.Composed:
     """The quoted name of a version's partition, ``lgdp_staging_versions."<return_id>_v<version_id>"``."""
-    return sql.Identifier(PARTITION_SCHEMA, f"{loaded.id}_v{int(version_id)}")
+    return sql.Identifier(PARTITION_SCHEMA, f"{loaded.staging_name}_v{int(version_id)}")
 
 
 def is_partitioned(conn: Any, loaded: LoadedSpec) -> bool:
@@ -118,11 +118,11 @@ def create_table_sql(loaded: LoadedSpec) -> list[sql.Composed]:
             "CREATE TABLE IF NOT EXISTS {table} ({cols}, "
             "CONSTRAINT {pk} PRIMARY KEY (_submission_version_id, _row_number)) "
             "PARTITION BY LIST (_submission_version_id)"
-        ).format(table=table, cols=cols, pk=sql.Identifier(f"pk_{loaded.id}")),
+        ).format(table=table, cols=cols, pk=sql.Identifier(f"pk_{loaded.staging_name}")),
         sql.SQL(
             "CREATE INDEX IF NOT EXISTS {ix} ON {table} USING brin (_council_code, _period) WITH (autosummarize = on)"
         ).format(
-            ix=sql.Identifier(f"ix_{loaded.id}_council_period"), table=table
+            ix=sql.Identifier(f"ix_{loaded.staging_name}_council_period"), table=table
         ),
     ]
 
@@ -158,10 +158,10 @@ def ensure_staging_table(conn: Any, loaded: LoadedSpec) -> list[str]:
     (every column for a new table, none when nothing changed).
     """
     raw = raw_connection(conn)
-    if not _missing(loaded, existing_columns(raw, loaded.id)):
+    if not _missing(loaded, existing_columns(raw, loaded.staging_name)):
         return []
-    raw.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (DDL_LOCK_CLASS, loaded.id))
-    have = existing_columns(raw, loaded.id)  # again, under the lock
+    raw.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (DDL_LOCK_CLASS, loaded.staging_name))
+    have = existing_columns(raw, loaded.staging_name)  # again, under the lock
     missing = _missing(loaded, have)
     if have is None:
         for stmt in create_table_sql(loaded):

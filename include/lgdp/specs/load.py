@@ -21,15 +21,20 @@ from typing import Annotated, Any, Iterable, Union, get_args, get_origin
 from pydantic import BaseModel, ValidationError
 
 from lgdp.specs.model import (
+    Change,
     Code,
     Council,
     CouncilContacts,
     Dictionary,
+    Item,
     ItemType,
+    ReferenceTable,
     ResolvedItem,
     ReturnSpec,
+    Rule,
     Status,
 )
+from lgdp.specs import rulesql
 from lgdp.specs.paths import REPO_ROOT, shared_dir, specs_dir  # noqa: F401 - re-exported
 from lgdp.specs.yamlsource import YamlDoc, YamlSyntaxError, read_yaml
 
@@ -62,6 +67,7 @@ class Reference:
     councils: tuple[Council, ...]
     dictionary: Dictionary
     contacts: dict[str, CouncilContacts]
+    tables: dict[str, ReferenceTable] = field(default_factory=dict)
 
     @cached_property
     def council_by_code(self) -> dict[str, Council]:
@@ -70,7 +76,16 @@ class Reference:
 
 @dataclass(frozen=True)
 class LoadedSpec:
-    """A spec that passed every check, with dictionary references applied."""
+    """A spec that passed every check, with dictionary references applied.
+
+    A one-table return is one ``LoadedSpec``; a multi-table return is a ``LoadedSpec`` whose
+    ``tables`` are one ``LoadedSpec`` per table (a *table view*: its ``spec`` is the return's spec
+    narrowed to that table's items, keys and row rules, its ``table_name`` is set and ``root`` is
+    the whole return). The parser, the staging tables, the checks and the Soda contract work on
+    table views exactly as they work on a one-table return; the query rules, which read several
+    tables, work on the root. ``items`` of a multi-table root are every item of the return, each
+    name once.
+    """
 
     spec: ReturnSpec
     items: tuple[ResolvedItem, ...]
@@ -78,6 +93,12 @@ class LoadedSpec:
     path: str
     sha256: str
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
+    table_name: str | None = field(default=None, compare=False)
+    root: "LoadedSpec | None" = field(default=None, compare=False, repr=False)
+    views: tuple["LoadedSpec", ...] = field(default=(), compare=False, repr=False)
+    reference: "Reference | None" = field(default=None, compare=False, repr=False)
+    base: "LoadedSpec | None" = field(default=None, compare=False, repr=False)
+    period_label: str | None = field(default=None, compare=False)
 
     @property
     def id(self) -> str:
@@ -87,11 +108,141 @@ class LoadedSpec:
     def dag_id(self) -> str:
         return f"return_{self.spec.id}"
 
+    @property
+    def multi(self) -> bool:
+        """A return of several tables (the root; its table views are not)."""
+        return bool(self.views)
+
+    @property
+    def tables(self) -> tuple["LoadedSpec", ...]:
+        """The return's tables: its table views, or itself for a one-table return."""
+        return self.views or (self,)
+
+    @property
+    def whole(self) -> "LoadedSpec":
+        """The whole return (the root of a table view, else itself)."""
+        return self.root or self
+
+    def table(self, name: str) -> "LoadedSpec":
+        for t in self.tables:
+            if t.dataset == name:
+                return t
+        raise KeyError(f"{self.id} has no table {name!r}")
+
+    @property
+    def dataset(self) -> str:
+        """The table's name: the sheet, CSV file and XML record element councils fill in."""
+        return self.table_name or self.spec.dataset or ""
+
+    @property
+    def staging_name(self) -> str:
+        """The staging table's name: the return id, or ``<return id>.<table>`` for a table of a multi-table return."""
+        return f"{self.id}.{self.table_name}" if self.table_name else self.id
+
+    @property
+    def query_rules(self) -> list[Rule]:
+        return [r for r in self.whole.spec.rules if r.is_query]
+
     def item(self, name: str) -> ResolvedItem:
         for it in self.items:
             if it.name == name:
                 return it
         raise KeyError(name)
+
+    def for_period(self, label: str | None) -> "LoadedSpec":
+        """The rule book in force for a period: the spec plus every change from that period or before."""
+        base = self.base or self
+        if label is None or not base.spec.changes:
+            return self if self.table_name is None else self
+        if self.table_name is not None:
+            return self.whole.for_period(label).table(self.table_name)
+        cache = base.extra.setdefault("_periods", {})
+        if label not in cache:
+            applied = [c for c in base.spec.changes if period_order(base.spec, c.from_period) <= period_order(base.spec, label)]
+            if not applied:
+                cache[label] = base
+            else:
+                spec = apply_changes(base.spec, applied)
+                assert base.reference is not None
+                cache[label] = _build(spec, base.reference, base.path, base.sha256, base=base, period_label=label)
+        return cache[label]
+
+
+def period_order(spec: ReturnSpec, label: str) -> "Any":
+    from lgdp.periods import period_from_label
+
+    return period_from_label(spec.collection, label).starts_on
+
+
+def _narrow(spec: ReturnSpec, table: str, items: list[Item], keys: list[str]) -> ReturnSpec:
+    """The return's spec seen from one table: its items, keys and row rules (query rules stay on the root)."""
+    rules = [r for r in spec.rules if not r.is_query and r.table == table]
+    return spec.model_copy(update={"dataset": table, "items": items, "keys": keys, "tables": [], "rules": rules, "changes": []})
+
+
+def _build(spec: ReturnSpec, ref: "Reference", path: str, sha: str, *, base: "LoadedSpec | None" = None,
+           period_label: str | None = None) -> LoadedSpec:
+    providers = ref.councils if spec.providers == "all" else tuple(ref.council_by_code[c] for c in spec.providers)
+    if not spec.tables:
+        return LoadedSpec(spec, _resolve(spec.items, ref), tuple(providers), path, sha, reference=ref, base=base,
+                          period_label=period_label)
+    resolved = {t.name: _resolve(t.items, ref) for t in spec.tables}
+    every: dict[str, ResolvedItem] = {}
+    for t in spec.tables:
+        for it in resolved[t.name]:
+            every.setdefault(it.name, it)
+    root = LoadedSpec(spec, tuple(every.values()), tuple(providers), path, sha, reference=ref, base=base,
+                      period_label=period_label)
+    views = tuple(
+        LoadedSpec(_narrow(spec, t.name, t.items, t.keys), resolved[t.name], tuple(providers), path, sha,
+                   table_name=t.name, root=root, reference=ref, period_label=period_label)
+        for t in spec.tables
+    )
+    object.__setattr__(root, "views", views)
+    return root
+
+
+def apply_changes(spec: ReturnSpec, changes: list[Change]) -> ReturnSpec:
+    """The spec with yearly changes applied in order: items added or changed, rules added or
+    replaced, retired rules and items removed (Data to Insight's 'last year's rules plus changes
+    minus a deletion list')."""
+    data = spec.model_dump(exclude_none=True, mode="json")
+    for change in changes:
+        def merge_items(items: list[dict[str, Any]], new: dict[str, Any]) -> None:
+            for i, old in enumerate(items):
+                if old["name"] == new["name"]:
+                    items[i] = {**old, **new}
+                    return
+            items.append(new)
+
+        for ci in change.items:
+            d = ci.model_dump(exclude_none=True, mode="json")
+            table = d.pop("table", None)
+            if data.get("tables"):
+                target = next(t for t in data["tables"] if t["name"] == table)
+                merge_items(target["items"], d)
+            else:
+                merge_items(data["items"], d)
+        for rule in change.rules:
+            d = rule.model_dump(exclude_none=True, mode="json")
+            for i, old in enumerate(data.get("rules", [])):
+                if old["code"] == d["code"]:
+                    data["rules"][i] = d
+                    break
+            else:
+                data.setdefault("rules", []).append(d)
+        data["rules"] = [r for r in data.get("rules", []) if r["code"] not in set(change.retire_rules)]
+        for ref_name in change.retire_items:
+            table, _, item = ref_name.rpartition(".")
+            if data.get("tables"):
+                for t in data["tables"]:
+                    if not table or t["name"] == table:
+                        t["items"] = [i for i in t["items"] if i["name"] != item]
+            else:
+                data["items"] = [i for i in data["items"] if i["name"] != item]
+        data["version"] = change.version
+    data["changes"] = []
+    return ReturnSpec.model_validate(data)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -154,6 +305,9 @@ _VALUE_ERROR_FIELDS = (
     ("codes are only allowed", "codes"),
     ("codes are only allowed", "code_list"),
     ("pseudonymise needs", "pseudonymise"),
+    ("items must list", "items"),
+    ("a spec has either dataset", "tables"),
+    ("a rule needs exactly one of", "expression"),
 )
 
 
@@ -433,9 +587,21 @@ def load_reference(directory: Path | None = None) -> Reference:
             problems += exc.problems
         except ValidationError as exc:
             problems += _pydantic_problems(exc, doc, name, CouncilContacts)
+    tables: dict[str, ReferenceTable] = {}
+    for path in sorted((base / "reference").glob("*.yaml")):
+        try:
+            doc, name, _ = _read(path)
+            rt = ReferenceTable.model_validate(doc.data or {})
+            if rt.name != path.stem:
+                problems.append(SpecProblem(name, doc.line_of(("name",)), "name", f"the name {rt.name!r} must match the file name ({path.stem}.yaml)"))
+            tables[rt.name] = rt
+        except SpecError as exc:
+            problems += exc.problems
+        except ValidationError as exc:
+            problems += _pydantic_problems(exc, doc, name, ReferenceTable)
     if problems:
         raise SpecError(problems)
-    return Reference(tuple(councils), dictionary, contacts)
+    return Reference(tuple(councils), dictionary, contacts, tables)
 
 
 def _sub(doc: YamlDoc, prefix: tuple[Any, ...]) -> YamlDoc:
@@ -466,60 +632,165 @@ def expression_identifiers(expression: str) -> set[str]:
     return {m.group(0).lower() for m in _IDENT.finditer(stripped)} - SQL_WORDS
 
 
-def _cross_check(spec: ReturnSpec, ref: Reference) -> list[tuple[tuple[Any, ...], str]]:
-    """Checks needing the whole spec and the reference data; returns (path, message) pairs."""
+def _item_problems(items: list[Item], prefix: tuple[Any, ...], ref: Reference) -> tuple[list[tuple[tuple[Any, ...], str]], dict[str, int], dict[str, Any]]:
+    """Checks of one table's items: names, dictionary references, code lists, types."""
     problems: list[tuple[tuple[Any, ...], str]] = []
     names: dict[str, int] = {}
-    for i, item in enumerate(spec.items):
+    for i, item in enumerate(items):
+        here = (*prefix, i)
         if item.name in names:
-            problems.append((("items", i, "name"), f"item {item.name!r} is defined twice (first as items.{names[item.name]})"))
+            first = ".".join(str(p) for p in (*prefix, names[item.name]))
+            problems.append(((*here, "name"), f"item {item.name!r} is defined twice (first as {first})"))
         else:
             names[item.name] = i
         base = None
         if item.ref is not None:
             base = ref.dictionary.items.get(item.ref)
             if base is None:
-                problems.append((("items", i, "ref"), f"{item.ref!r} is not in the shared data dictionary"))
+                problems.append(((*here, "ref"), f"{item.ref!r} is not in the shared data dictionary"))
         if base is None and item.ref is None:
             if item.type is None:
-                problems.append((("items", i, "type"), "required field is missing (give a type, or a ref to the data dictionary)"))
+                problems.append(((*here, "type"), "required field is missing (give a type, or a ref to the data dictionary)"))
             if item.wording is None:
-                problems.append((("items", i, "wording"), "required field is missing (the question councils see)"))
+                problems.append(((*here, "wording"), "required field is missing (the question councils see)"))
         code_list = item.code_list or (base.code_list if base else None)
         if code_list and code_list != "councils" and code_list not in ref.dictionary.code_lists:
-            problems.append((("items", i, "code_list"), f"{code_list!r} is not a code list in the shared data dictionary"))
+            problems.append(((*here, "code_list"), f"{code_list!r} is not a code list in the shared data dictionary"))
         typ = item.type or (base.type if base else None)
         if typ == ItemType.code and not (item.codes or code_list or (base and base.codes)):
-            problems.append((("items", i), "an item of type code needs codes or a code_list"))
-    item_types = {it.name: it.type or (ref.dictionary.items[it.ref].type if it.ref in ref.dictionary.items else None) for it in spec.items}
+            problems.append((here, "an item of type code needs codes or a code_list"))
+    types_ = {it.name: it.type or (ref.dictionary.items[it.ref].type if it.ref in ref.dictionary.items else None) for it in items}
+    return problems, names, types_
+
+
+def _catalog(spec: ReturnSpec, ref: Reference) -> rulesql.Catalog:
+    if spec.tables:
+        tables = {t.name: frozenset(i.name for i in t.items) for t in spec.tables}
+    else:
+        tables = {str(spec.dataset): frozenset(i.name for i in spec.items)}
+    reference = {name: frozenset(c.name for c in t.columns) for name, t in ref.tables.items()}
+    return rulesql.Catalog(tables, reference)
+
+
+def _rule_problems(spec: ReturnSpec, ref: Reference, rules: list[Rule], prefix: tuple[Any, ...]) -> list[tuple[tuple[Any, ...], str]]:
+    problems: list[tuple[tuple[Any, ...], str]] = []
+    catalog = _catalog(spec, ref)
+    default_table = None if spec.tables else spec.dataset
+    codes: dict[str, int] = {}
+    for r, rule in enumerate(rules):
+        here = (*prefix, r)
+        if rule.code in codes:
+            problems.append(((*here, "code"), f"rule code {rule.code} is used twice (first at rules.{codes[rule.code]})"))
+        codes.setdefault(rule.code, r)
+        table = rule.table or default_table
+        if table is None:
+            problems.append(((*here, "table"), "a rule of a return with several tables must name the table whose rows it flags: "
+                             + ", ".join(catalog.tables)))
+            continue
+        if table not in catalog.tables:
+            problems.append(((*here, "table"), f"{table!r} is not a table of this return (its tables: {', '.join(catalog.tables)})"))
+            continue
+        own = catalog.tables[table]
+        for j, name in enumerate(rule.items):
+            t, _, item = name.rpartition(".")
+            t = t or table
+            if t not in catalog.tables:
+                problems.append(((*here, "items", j), f"{name!r}: {t!r} is not a table of this return"))
+            elif item not in catalog.tables[t]:
+                problems.append(((*here, "items", j), f"{item!r} is not a data item of the table {t}" if spec.tables
+                                 else f"{item!r} is not a data item of this return"))
+        if rule.expression is not None:
+            if ";" in rule.expression or "--" in rule.expression or "/*" in rule.expression:
+                problems.append(((*here, "expression"), "an expression is one SQL condition: no ';' and no comments"))
+                continue
+            try:
+                rulesql.parse_condition(rule.expression, own)
+            except rulesql.UnknownItem as exc:
+                where = f"the table {table}" if spec.tables else "this return"
+                problems.append(((*here, "expression"), f"uses {exc.name!r}, which is not a data item of {where}"))
+                continue
+            except rulesql.RuleSqlError as exc:
+                problems.append(((*here, "expression"), str(exc)))
+                continue
+            listed = {n.rpartition(".")[2] for n in rule.items if n.rpartition(".")[0] in ("", table)}
+            for name in sorted(rulesql.condition_items(rule.expression)):
+                if name not in listed:
+                    problems.append(((*here, "items"), f"the expression uses {name!r}: list it in items"))
+        else:
+            try:
+                rulesql.parse_query(rule.query or "", catalog, table)
+            except rulesql.RuleSqlError as exc:
+                problems.append(((*here, "query"), str(exc)))
+    return problems
+
+
+def _cross_check(spec: ReturnSpec, ref: Reference) -> list[tuple[tuple[Any, ...], str]]:
+    """Checks needing the whole spec and the reference data; returns (path, message) pairs."""
+    problems: list[tuple[tuple[Any, ...], str]] = []
+    # name -> (table or None, item type): the columns distribution and plausibility may name
+    columns: dict[str, Any] = {}
+    if spec.tables:
+        table_names: dict[str, int] = {}
+        for t, table in enumerate(spec.tables):
+            if table.name in table_names:
+                problems.append((("tables", t, "name"), f"table {table.name!r} is defined twice (first as tables.{table_names[table.name]})"))
+            table_names.setdefault(table.name, t)
+            found, names, types_ = _item_problems(table.items, ("tables", t, "items"), ref)
+            problems += found
+            for k, key in enumerate(table.keys):
+                if key not in names:
+                    problems.append((("tables", t, "keys", k), f"{key!r} is not a data item of the table {table.name}"))
+            for name, typ in types_.items():
+                columns[f"{table.name}.{name}"] = typ
+        by_name = {t.name: t for t in spec.tables}
+        for t, table in enumerate(spec.tables):
+            if table.parent is None:
+                continue
+            parent = by_name.get(table.parent.table)
+            if parent is None or parent.name == table.name:
+                problems.append((("tables", t, "parent", "table"), f"{table.parent.table!r} is not another table of this return"))
+                continue
+            mine = {i.name for i in table.items}
+            theirs = {i.name for i in parent.items}
+            for j, name in enumerate(table.parent.items):
+                if name not in mine:
+                    problems.append((("tables", t, "parent", "items", j), f"{name!r} is not a data item of the table {table.name}"))
+                elif name not in theirs:
+                    problems.append((("tables", t, "parent", "items", j), f"{name!r} is not a data item of the parent table {parent.name}"))
+            if set(table.parent.items) != set(parent.keys) and all(n in theirs for n in table.parent.items):
+                problems.append((("tables", t, "parent", "items"), f"the parent's rows are identified by its keys ({', '.join(parent.keys) or 'none'}): "
+                                 "list exactly those items"))
+        # a parent chain must not loop (children -> episodes -> children)
+        for table in spec.tables:
+            seen, cur = set(), table
+            while cur is not None and cur.parent is not None:
+                if cur.name in seen:
+                    problems.append((("tables",), f"the parent tables form a loop through {table.name}"))
+                    break
+                seen.add(cur.name)
+                cur = by_name.get(cur.parent.table)
+    else:
+        found, names, types_ = _item_problems(spec.items, ("items",), ref)
+        problems += found
+        for i, key in enumerate(spec.keys):
+            if key not in names:
+                problems.append((("keys", i), f"{key!r} is not a data item of this return"))
+        columns = dict(types_)
+    problems += _rule_problems(spec, ref, spec.rules, ("rules",))
 
     def unknown(name: str) -> str:
+        if spec.tables and "." not in name:
+            return f"{name!r}: in a return with several tables, name the column as table.item (e.g. {spec.tables[0].name}.{name})"
         return f"{name!r} is not a data item of this return"
 
-    for i, key in enumerate(spec.keys):
-        if key not in names:
-            problems.append((("keys", i), unknown(key)))
-    codes: dict[str, int] = {}
-    for r, rule in enumerate(spec.rules):
-        if rule.code in codes:
-            problems.append((("rules", r, "code"), f"rule code {rule.code} is used twice (first at rules.{codes[rule.code]})"))
-        codes.setdefault(rule.code, r)
-        for j, name in enumerate(rule.items):
-            if name not in names:
-                problems.append((("rules", r, "items", j), unknown(name)))
-        if ";" in rule.expression or "--" in rule.expression or "/*" in rule.expression:
-            problems.append((("rules", r, "expression"), "an expression is one SQL condition: no ';' and no comments"))
-            continue  # the words after a ';' are not item names: one problem is enough
-        for name in sorted(expression_identifiers(rule.expression)):
-            if name not in names:
-                problems.append((("rules", r, "expression"), f"uses {name!r}, which is not a data item of this return"))
-            elif name not in rule.items:
-                problems.append((("rules", r, "items"), f"the expression uses {name!r}: list it in items"))
     if spec.plausibility:
         for t, tot in enumerate(spec.plausibility.totals):
-            if tot.item not in names:
-                problems.append((("plausibility", "totals", t, "item"), unknown(tot.item)))
-            elif item_types.get(tot.item) not in NUMERIC:
+            name = tot.item if not spec.tables or "." in tot.item else tot.item
+            typ = columns.get(name) if not spec.tables else columns.get(f"{spec.tables[0].name}.{name}")
+            if typ is None:
+                problems.append((("plausibility", "totals", t, "item"), f"{tot.item!r} is not a data item of this return"
+                                 + (f" (plausibility totals are over the table {spec.tables[0].name})" if spec.tables else "")))
+            elif typ not in NUMERIC:
                 problems.append((("plausibility", "totals", t, "item"), f"{tot.item!r} is not a number, so it has no total"))
     kinds: dict[str, int] = {}
     for k, rem in enumerate(spec.reminders):
@@ -536,7 +807,7 @@ def _cross_check(spec: ReturnSpec, ref: Reference) -> list[tuple[tuple[Any, ...]
             problems.append((("distribution", d, "requester"), f"requester {dist.requester} is listed twice"))
         requesters.add(dist.requester)
         for c, col in enumerate(dist.columns):
-            if col not in names:
+            if col not in columns:
                 problems.append((("distribution", d, "columns", c), unknown(col)))
         for c, col in enumerate(dist.pseudonymise):
             if col not in dist.columns:
@@ -545,7 +816,7 @@ def _cross_check(spec: ReturnSpec, ref: Reference) -> list[tuple[tuple[Any, ...]
             for c, col in enumerate(dist.suppression.items):
                 if col not in dist.columns:
                     problems.append((("distribution", d, "suppression", "items", c), f"{col!r} is not among this requester's columns"))
-                elif item_types.get(col) != ItemType.integer:
+                elif columns.get(col) != ItemType.integer:
                     problems.append((("distribution", d, "suppression", "items", c), f"{col!r} is not a count (integer)"))
     if isinstance(spec.providers, list):
         seen: set[str] = set()
@@ -558,10 +829,48 @@ def _cross_check(spec: ReturnSpec, ref: Reference) -> list[tuple[tuple[Any, ...]
     return problems
 
 
-def _resolve(spec: ReturnSpec, ref: Reference) -> tuple[ResolvedItem, ...]:
+def _change_problems(spec: ReturnSpec, ref: Reference) -> list[tuple[tuple[Any, ...], str]]:
+    """Each yearly change: names things that exist, in period order, and leaves a valid rule book."""
+    from lgdp.periods import period_from_label
+
+    problems: list[tuple[tuple[Any, ...], str]] = []
+    previous = None
+    version = spec.version
+    for k, change in enumerate(spec.changes):
+        here = ("changes", k)
+        try:
+            starts = period_from_label(spec.collection, change.from_period).starts_on
+        except ValueError as exc:
+            problems.append(((*here, "from_period"), f"{change.from_period!r} is not a period of this return: {exc}"))
+            continue
+        if previous is not None and starts <= previous:
+            problems.append(((*here, "from_period"), "changes must be listed oldest first, one per period"))
+        previous = starts
+        if change.version <= version:
+            problems.append(((*here, "version"), f"the version must go up: {change.version} is not after {version}"))
+        version = change.version
+        try:
+            effective = apply_changes(spec, spec.changes[: k + 1])
+        except StopIteration:
+            problems.append(((*here, "items"), "an item names a table that is not in this return"))
+            continue
+        except ValueError as exc:
+            msg = str(exc).splitlines()
+            problems.append((here, "the rule book after this change is not valid: " + " ".join(m.strip() for m in msg[:3])))
+            continue
+        codes_before = {r.code for r in apply_changes(spec, spec.changes[:k]).rules} if k else {r.code for r in spec.rules}
+        for j, code in enumerate(change.retire_rules):
+            if code not in codes_before:
+                problems.append(((*here, "retire_rules", j), f"{code} is not a rule in force before this change"))
+        for path, message in _cross_check(effective, ref):
+            problems.append((here, f"after this change, {'.'.join(str(p) for p in path)}: {message}"))
+    return problems
+
+
+def _resolve(items: list[Item], ref: Reference) -> tuple[ResolvedItem, ...]:
     council_codes = [Code(code=c.code, label=c.name) for c in ref.councils]
     out = []
-    for item in spec.items:
+    for item in items:
         base = ref.dictionary.items.get(item.ref) if item.ref else None
         merged: dict[str, Any] = base.model_dump(exclude_none=True) if base else {}
         merged.update(item.model_dump(exclude_none=True, exclude={"name", "ref"}))
@@ -606,12 +915,13 @@ def load_spec(path: Path, ref: Reference) -> LoadedSpec:
     except ValidationError as exc:
         raise SpecError(_pydantic_problems(exc, doc, name, ReturnSpec)) from None
     cross = _cross_check(spec, ref)
+    if not cross:
+        cross = _change_problems(spec, ref)
     if cross:
         raise SpecError([SpecProblem(name, doc.line_of(p), _dotted(p), m) for p, m in cross])
     if path.stem != spec.id:
         raise SpecError([SpecProblem(name, doc.line_of(("id",)), "id", f"the id {spec.id!r} must match the file name ({path.stem}.yaml)")])
-    providers = ref.councils if spec.providers == "all" else tuple(ref.council_by_code[c] for c in spec.providers)
-    return LoadedSpec(spec, _resolve(spec, ref), tuple(providers), name, hashlib.sha256(raw).hexdigest())
+    return _build(spec, ref, name, hashlib.sha256(raw).hexdigest())
 
 
 def spec_files(directory: Path | None = None) -> list[Path]:

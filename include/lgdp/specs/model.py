@@ -203,13 +203,88 @@ class Severity(str, Enum):
 
 
 class Rule(Strict):
-    """A cross-item rule. ``expression`` is SQL that is true for a valid row."""
+    """A rule: a SQL condition over one row (``expression``) or a SQL query over the whole submission
+    (``query``) returning the rows it flags. See ``docs/specs.md`` (rules and query rules)."""
 
     code: str = Field(pattern=RULE_CODE, description="Stable code councils quote, e.g. CLAS-E012.")
     severity: Severity
     message: str = Field(min_length=5, description="What is wrong and how to fix it, for a council officer.")
-    items: list[str] = Field(min_length=1, description="The data items the rule touches (traceability).")
-    expression: str = Field(min_length=1, description="SQL boolean over item names; true means the row passes.")
+    table: str | None = Field(
+        None,
+        pattern=ITEM_NAME,
+        description="The table whose rows the rule flags (required when the spec has several tables).",
+    )
+    items: list[str] = Field(
+        min_length=1,
+        description="The data items the rule touches (traceability); 'table.item' for another table's items.",
+    )
+    expression: str | None = Field(
+        None, min_length=1, description="SQL boolean over the row's items; true means the row passes."
+    )
+    query: str | None = Field(
+        None,
+        min_length=1,
+        description=(
+            "One SQL SELECT returning the flagged rows of `table` as a column _row_number (and optionally a "
+            "column value shown to the council). It may read every table of the submission, previous.<table> "
+            "(the council's previous accepted period), reference.<name> (shared reference tables) and the "
+            "parameters :period_start, :period_end, :opens_on, :due_date, :closes_on."
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _one_form(self) -> "Rule":
+        if (self.expression is None) == (self.query is None):
+            raise ValueError("a rule needs exactly one of 'expression' (a row condition) or 'query' (a SELECT)")
+        return self
+
+    @property
+    def is_query(self) -> bool:
+        return self.query is not None
+
+    @property
+    def sql(self) -> str:
+        return self.query if self.query is not None else self.expression  # type: ignore[return-value]
+
+
+class Parent(Strict):
+    """Every row of this table must belong to a row of the parent table (matched on the listed items)."""
+
+    table: str = Field(pattern=ITEM_NAME, description="The parent table.")
+    items: list[str] = Field(
+        min_length=1,
+        description="Items of this table that identify the parent row; the parent has items of the same names.",
+    )
+
+
+class Table(Strict):
+    """One record type of a multi-table return (one sheet, one CSV file, one XML record element)."""
+
+    name: str = Field(pattern=ITEM_NAME, description="Table name: the sheet, CSV file and XML element councils fill in.")
+    wording: str | None = Field(None, description="What one row of the table is, for councils (e.g. 'One row per child').")
+    items: list[Item] = Field(min_length=1)
+    keys: list[str] = Field(default_factory=list, description="Items that together identify a row of this table.")
+    parent: Parent | None = Field(None, description="The table this one's rows belong to (parent-child integrity).")
+    required: bool = Field(True, description="The table must have at least one row.")
+
+
+class ChangeItem(Item):
+    """An item added or changed by a yearly change: an existing name is changed, a new name is added."""
+
+    table: str | None = Field(None, pattern=ITEM_NAME, description="The table of the item (multi-table specs).")
+
+
+class Change(Strict):
+    """The rule book's change for the periods from ``from_period`` on: the previous rule book plus
+    these items and rules, minus the retired ones (Data to Insight's yearly rule sets)."""
+
+    from_period: str = Field(pattern=r"^\d{4}(-\d{2})?(-Q[1-4])?$", description="First period the change applies to, e.g. 2026-27.")
+    version: int = Field(ge=2, description="The spec version in force from that period.")
+    summary: str = Field(min_length=5, description="What changed and why, for councils and requesters.")
+    items: list[ChangeItem] = Field(default_factory=list, description="Items added, or changed (fields given replace the old ones).")
+    rules: list[Rule] = Field(default_factory=list, description="Rules added, or replaced (same code).")
+    retire_rules: list[str] = Field(default_factory=list, description="Codes of rules no longer checked.")
+    retire_items: list[str] = Field(default_factory=list, description="Items no longer collected ('table.item' or 'item').")
 
 
 class Plausibility(Strict):
@@ -299,13 +374,38 @@ class ReturnSpec(Strict):
         description="'all' for the 32 councils, or a list of GSS codes."
     )
     formats: list[Literal["xlsx", "csv", "xml"]] = Field(min_length=1)
-    dataset: str = Field(pattern=ITEM_NAME, description="Name of the table (sheet, XML record) councils fill in.")
-    items: list[Item] = Field(min_length=1)
-    keys: list[str] = Field(default_factory=list, description="Items that together identify a row.")
+    dataset: str | None = Field(
+        None, pattern=ITEM_NAME, description="One-table return: name of the table (sheet, XML record) councils fill in."
+    )
+    items: list[Item] = Field(default_factory=list, description="One-table return: its data items.")
+    keys: list[str] = Field(default_factory=list, description="One-table return: items that together identify a row.")
+    tables: list[Table] = Field(
+        default_factory=list, description="Multi-table return: its tables (instead of dataset, items and keys)."
+    )
     rules: list[Rule] = Field(default_factory=list)
+    changes: list[Change] = Field(
+        default_factory=list, description="Yearly rule book: changes in force from a later period on, oldest first."
+    )
     plausibility: Plausibility | None = None
     reminders: list[Reminder] = Field(default_factory=list)
     distribution: list[Distribution] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _one_or_several_tables(self) -> "ReturnSpec":
+        if self.tables:
+            if self.dataset is not None or self.items or self.keys:
+                raise ValueError(
+                    "a spec has either dataset, items and keys (one table) or tables (several), not both"
+                )
+        elif self.dataset is not None and not self.items:
+            raise ValueError("items must list at least 1 entry (the data items of the table)")
+        elif self.dataset is None:
+            raise ValueError("dataset is missing: give dataset and items (one table), or tables (several tables)")
+        return self
+
+    @property
+    def multi_table(self) -> bool:
+        return bool(self.tables)
 
 
 class Council(Strict):
@@ -322,6 +422,34 @@ class Contact(Strict):
 class CouncilContacts(Strict):
     council: str = Field(pattern=GSS_CODE)
     contacts: list[Contact] = Field(min_length=1)
+
+
+class ReferenceColumn(Strict):
+    name: str = Field(pattern=ITEM_NAME)
+    type: ItemType
+    description: str | None = None
+
+
+class ReferenceTable(Strict):
+    """A reference table shipped with the specs (``return_specs/shared/reference/<name>.yaml``),
+    which query rules read as ``reference.<name>`` (e.g. postcode districts to councils)."""
+
+    name: str = Field(pattern=ITEM_NAME)
+    description: str = Field(min_length=5)
+    source: str = Field(min_length=3, description="Where the data comes from and when it was taken.")
+    columns: list[ReferenceColumn] = Field(min_length=1)
+    rows: list[list[str | int | float | bool | dt.date | None]] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _rows_fit(self) -> "ReferenceTable":
+        n = len(self.columns)
+        for i, row in enumerate(self.rows):
+            if len(row) != n:
+                raise ValueError(f"row {i + 1} has {len(row)} values; the table has {n} columns")
+        names = [c.name for c in self.columns]
+        if len(set(names)) != len(names):
+            raise ValueError("a column name is used twice")
+        return self
 
 
 class Dictionary(Strict):

@@ -121,7 +121,7 @@ def ensure_statistics(conn: Any, loaded: LoadedSpec, version_id: int) -> bool:
     """
     raw = raw_connection(conn)
     part = partition_table(loaded, version_id)
-    name = f"{loaded.id}_v{int(version_id)}"
+    name = f"{loaded.staging_name}_v{int(version_id)}"
     row = raw.execute(
         "SELECT to_regclass(%s) IS NOT NULL, "
         "EXISTS (SELECT 1 FROM pg_stats WHERE schemaname = %s AND tablename = %s)",
