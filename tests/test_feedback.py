@@ -61,9 +61,12 @@ def test_workbook_shows_a_formula_like_value_as_text():
     from openpyxl import load_workbook
 
     wb = load_workbook(io.BytesIO(build_workbook(META, ISSUES)))
-    values = [c.value for row in wb["Issues"].iter_rows() for c in row]
-    assert "'=HYPERLINK(\"x\")" in values
-    assert all(not (isinstance(v, str) and v.startswith("=")) for v in values)
+    cells = [c for row in wb["Issues"].iter_rows() for c in row]
+    # Written as a text cell (never run), so shown as the council typed it: no apostrophe added.
+    [shown] = [c for c in cells if c.value == "=HYPERLINK(\"x\")"]
+    assert shown.data_type == "s"
+    assert all(c.data_type != "f" for c in cells)
+    assert wb["Issues"].column_dimensions["G"].number_format == "@"  # what is typed there stays text
     assert wb["_lgdp"].sheet_state == "veryHidden"
     summary = [c.value for row in wb["Summary"].iter_rows() for c in row if c.value]
     assert "Queries to explain" in summary and "City of Edinburgh (S12000036)" in summary

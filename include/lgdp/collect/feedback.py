@@ -18,7 +18,9 @@ Building and reading are pure (bytes in, bytes out): the operator does the I/O.
 from __future__ import annotations
 
 import io
+import math
 import os
+import re
 import zipfile
 from collections import Counter
 from dataclasses import dataclass, field
@@ -33,6 +35,8 @@ ISSUES_SHEET = "Issues"
 SUMMARY_SHEET = "Summary"
 HEADERS = ("Row", "Column", "Value", "Rule code", "Severity", "Message", "Explanation")
 WIDTHS = (8, 28, 24, 16, 10, 80, 60)
+LINE_POINTS = 15.0  # one line of 11 pt text, with its leading, in points (Excel's and Calc's default row is 15)
+TEXT_FORMAT = "@"  # a cell formatted as Text: what is typed in it stays text (a leading '=' too)
 MAX_READ_BYTES = 50 * 1024 * 1024
 MAX_READ_UNCOMPRESSED = 400 * 1024 * 1024
 
@@ -146,9 +150,13 @@ def build_workbook(meta: FeedbackMeta, issues: Sequence[FeedbackIssue]) -> bytes
     wb = Workbook(write_only=True)
     bold = Font(bold=True)
 
+    wrap = Alignment(wrap_text=True, vertical="top")
+    top = Alignment(vertical="top")
     summary = wb.create_sheet(SUMMARY_SHEET)
-    summary.column_dimensions["A"].width = 22
-    summary.column_dimensions["B"].width = 100
+    for letter, width in zip("AB", SUMMARY_WIDTHS):
+        summary.column_dimensions[letter].width = width
+    _fit_to_page_width(summary)
+    rows = iter(range(1, 10**9))  # the Summary's next row number (write-only: heights are set before the row)
 
     def cell(ws, value, **style):
         x = WriteOnlyCell(ws, value=value)
@@ -156,8 +164,14 @@ def build_workbook(meta: FeedbackMeta, issues: Sequence[FeedbackIssue]) -> bytes
             setattr(x, k, v)
         return x
 
-    summary.append([cell(summary, f"Feedback on your {meta.return_title} return", font=Font(bold=True, size=14))])
+    def text_cell(ws, value, **style):
+        return cell(ws, value, **style) if not isinstance(value, str) else _text(cell(ws, value, **style))
+
+    title = f"Feedback on your {meta.return_title} return"
+    summary.row_dimensions[next(rows)].height = 2 * LINE_POINTS
+    summary.append([text_cell(summary, title, font=Font(bold=True, size=14))])
     summary.append([])
+    next(rows)
     for label, value in (
         ("Outcome", headline),
         ("What to do", todo),
@@ -172,37 +186,51 @@ def build_workbook(meta: FeedbackMeta, issues: Sequence[FeedbackIssue]) -> bytes
         ("Due", meta.due),
         ("Questions to", meta.contact),
     ):
-        summary.append([cell(summary, label, font=bold), cell(summary, value, alignment=Alignment(wrap_text=True))])
+        row_height(summary, rows, [(value, SUMMARY_WIDTHS[1])])
+        summary.append([cell(summary, label, font=bold, alignment=top), text_cell(summary, value, alignment=wrap)])
     if len(issues) > cap:
-        summary.append([
-            cell(summary, "Note", font=bold),
-            f"The Issues sheet lists the first {cap:,} of {len(issues):,} issues; fix these and the rest will be "
-            "listed again when you upload the corrected file.",
-        ])
+        note = (f"The Issues sheet lists the first {cap:,} of {len(issues):,} issues; fix these and the rest will be "
+                "listed again when you upload the corrected file.")
+        row_height(summary, rows, [(note, SUMMARY_WIDTHS[1])])
+        summary.append([cell(summary, "Note", font=bold, alignment=top), text_cell(summary, note, alignment=wrap)])
     summary.append([])
     summary.append([cell(summary, "Issues by rule", font=Font(bold=True, size=12))])
-    summary.append([cell(summary, h, font=bold) for h in ("Rule code", "Severity", "Count", "Example")])
+    next(rows), next(rows), next(rows)
+    # The rule table sits under the label/value pairs: rule code in A, then severity, count and an
+    # example message in B (wide, wrapped), so nothing spills into empty cells to its right.
+    summary.append([cell(summary, h, font=bold) for h in ("Rule code", "Example (severity, count)")])
     for code, sev, n, example in by_rule(issues):
-        summary.append([code, sev, n, _safe_text(example)])
+        shown = f"{sev}, {n:,} row(s): {example}"
+        row_height(summary, rows, [(code, SUMMARY_WIDTHS[0]), (shown, SUMMARY_WIDTHS[1])])
+        summary.append([text_cell(summary, code, alignment=wrap), text_cell(summary, shown, alignment=wrap)])
 
     sheet = wb.create_sheet(ISSUES_SHEET)
     sheet.freeze_panes = "A2"
     for idx, width in enumerate(WIDTHS):
-        sheet.column_dimensions[chr(ord("A") + idx)].width = width
+        letter = chr(ord("A") + idx)
+        sheet.column_dimensions[letter].width = width
+    # What is typed in the Explanation column stays text, even "=see email of 3 May".
+    sheet.column_dimensions["G"].number_format = TEXT_FORMAT
+    _fit_to_page_width(sheet)
     shade = PatternFill("solid", fgColor="FFF2CC")
-    header = [cell(sheet, h, font=bold) for h in HEADERS]
-    header[-1] = cell(sheet, HEADERS[-1] + " (queries only)", font=bold, fill=shade)
+    header = [cell(sheet, h, font=bold, alignment=wrap) for h in HEADERS]
+    header[-1] = cell(sheet, HEADERS[-1] + " (queries only)", font=bold, fill=shade, alignment=wrap)
     sheet.append(header)
-    for i in issues[:cap]:
+    for n, i in enumerate(issues[:cap], start=2):
+        sized = row_height(sheet, iter([n]), [(i.item, WIDTHS[1]), (i.value, WIDTHS[2]), (i.message, WIDTHS[5]),
+                                              (i.explanation, WIDTHS[6])])
         sheet.append([
             i.row,
-            _safe_text(i.item),
-            _safe_text(i.value),
-            i.code,
-            i.severity,
-            _safe_text(i.message),
-            cell(sheet, i.explanation, fill=shade) if i.severity == "query" else None,
+            text_cell(sheet, i.item, alignment=wrap),
+            text_cell(sheet, i.value, alignment=wrap),
+            text_cell(sheet, i.code, alignment=top),
+            text_cell(sheet, i.severity, alignment=top),
+            text_cell(sheet, i.message, alignment=wrap),
+            text_cell(sheet, i.explanation, fill=shade, alignment=wrap, number_format=TEXT_FORMAT)
+            if i.severity == "query" else None,
         ])
+        if sized:
+            del sheet.row_dimensions[n]  # written with the row: keep a million issues cheap
     sheet.auto_filter.ref = f"A1:G{min(len(issues), cap) + 1}"
 
     hidden = wb.create_sheet(META_SHEET)
@@ -222,11 +250,46 @@ def build_workbook(meta: FeedbackMeta, issues: Sequence[FeedbackIssue]) -> bytes
     return out.getvalue()
 
 
+SUMMARY_WIDTHS = (22, 100)
+
+
+def _text(c):
+    """A cell written as text whatever it starts with: a spreadsheet never runs a text cell, so a
+    council's ``=HYPERLINK(...)`` is shown as it was typed, with no apostrophe added."""
+    c.data_type = "s"
+    return c
+
+
 def _safe_text(value: str | None) -> str | None:
-    """A council's own value shown back as text, never as a formula Excel would run."""
-    if value and value[0] in "=+-@\t\r":
-        return "'" + value
+    """Kept for callers writing plain values; cells here are written as text (``_text``)."""
     return value
+
+
+def text_lines(value: object, width: float) -> int:
+    """Lines ``value`` wraps to in a column ``width`` characters wide (conservatively: 11 pt text
+    averages fewer characters per width unit than this assumes, so a row is never too short)."""
+    if value is None or value == "":
+        return 1
+    per_line = max(1, int(width * 0.85))
+    return sum(max(1, math.ceil(len(part) / per_line)) for part in str(value).split("\n"))
+
+
+def row_height(ws, rows, cells: Sequence[tuple[object, float]]) -> bool:
+    """Set the height of the next row (from ``rows``) to fit its wrapped cells; True if set."""
+    n = next(rows)
+    lines = max(text_lines(v, w) for v, w in cells)
+    if lines <= 1:
+        return False
+    ws.row_dimensions[n].height = lines * LINE_POINTS + 2
+    return True
+
+
+def _fit_to_page_width(ws) -> None:
+    """Printed (or made a PDF) landscape, every column on one page wide: wrapped rows stay readable."""
+    ws.page_setup.orientation = "landscape"
+    ws.page_setup.fitToWidth = 1
+    ws.page_setup.fitToHeight = 0
+    ws.sheet_properties.pageSetUpPr.fitToPage = True
 
 
 class FeedbackUnreadable(Exception):
@@ -241,6 +304,90 @@ class ReturnedFeedback:
     version: int
     version_id: int
     explanations: dict[tuple[str, int | None, str | None], str] = field(default_factory=dict)
+    # Explanation cells that hold a formula or an error value (#VALUE!, #NAME?): not explanations.
+    # Each is (the row of the Issues sheet, the row of the council's file, the column).
+    retype: list[tuple[int, int | None, str | None]] = field(default_factory=list)
+
+    @property
+    def retype_note(self) -> str:
+        """For the council: which Explanation cells to type again, or "" when there are none."""
+        if not self.retype:
+            return ""
+        shown = ", ".join(
+            f"row {sheet_row}" + (f" (your file's row {row}" + (f", {item})" if item else ")") if row is not None else "")
+            for sheet_row, row, item in self.retype[:10]
+        )
+        more = f" and {len(self.retype) - 10} more" if len(self.retype) > 10 else ""
+        return (
+            f" The Explanation cell in {shown}{more} of the Issues sheet holds a formula or an error value "
+            "(such as #VALUE! or #NAME?), not text, so it does not count as an explanation. Type the explanation "
+            "again as plain text (do not start it with '='), save the workbook as .xlsx and upload it again."
+        )
+
+
+FEEDBACK_NAME = re.compile(r"^feedback_v\d+\b.*\.(xlsx|xlsm|xlsb|xls|ods|fods|csv)$", re.I)
+OTHER_FORMATS = {
+    "ods": "OpenDocument spreadsheet (.ods)",
+    "fods": "flat OpenDocument spreadsheet (.fods)",
+    "xls": "Excel 97-2003 workbook (.xls)",
+    "xlsb": "Excel binary workbook (.xlsb)",
+    "xlsm": "macro-enabled workbook (.xlsm)",
+    "csv": "CSV file",
+}
+
+
+def _ods_has_meta_sheet(data: bytes) -> bool:
+    """True for an OpenDocument spreadsheet (zip) with a ``_lgdp`` table; reads content.xml in
+    pieces, at most ``MAX_READ_UNCOMPRESSED`` bytes of it."""
+    needle = f'table:name="{META_SHEET}"'.encode()
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            if b"opendocument.spreadsheet" not in zf.read("mimetype")[:100]:
+                return False
+            with zf.open("content.xml") as f:
+                seen, tail = 0, b""
+                while seen < MAX_READ_UNCOMPRESSED:
+                    block = f.read(1 << 20)
+                    if not block:
+                        return False
+                    seen += len(block)
+                    if needle in tail + block:
+                        return True
+                    tail = block[-len(needle):]
+    except (zipfile.BadZipFile, KeyError, OSError, RuntimeError, NotImplementedError, ValueError, EOFError):
+        return False
+    return False
+
+
+def _xls_has_meta_sheet(data: bytes) -> bool:
+    """True for a legacy .xls (OLE2) whose sheet list names ``_lgdp`` (a BIFF8 BOUNDSHEET record
+    holds the name as 8-bit or UTF-16 text after its length and a flags byte)."""
+    if not data.startswith(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"):
+        return False
+    name = META_SHEET.encode()
+    return (bytes([len(name), 0]) + name) in data or (bytes([len(name), 1]) + META_SHEET.encode("utf-16-le")) in data
+
+
+def returned_format(name: str, data: bytes) -> str | None:
+    """A feedback workbook the council saved in another format than .xlsx: which one, else None.
+
+    Recognised by its hidden ``_lgdp`` sheet (.ods, .xls) or by its name (``feedback_v<N>...``
+    in any spreadsheet format: a CSV of the Issues sheet, say)."""
+    ext = name.rsplit(".", 1)[-1].lower() if "." in name else ""
+    if len(data) <= MAX_READ_BYTES:
+        if data.startswith(b"PK\x03\x04") and _ods_has_meta_sheet(data):
+            return "ods"
+        if _xls_has_meta_sheet(data):
+            return "xls"
+    if FEEDBACK_NAME.match(name.strip()) and ext != "xlsx":
+        return ext
+    return None
+
+
+def is_returned_feedback(name: str, data: bytes) -> bool:
+    """True for a feedback workbook the council uploaded back, in any spreadsheet format: it is
+    never a new data version (an .xlsx is read; another format is answered with what to do)."""
+    return looks_like_feedback(data) or returned_format(name, data) is not None
 
 
 def looks_like_feedback(data: bytes) -> bool:
@@ -257,19 +404,31 @@ def looks_like_feedback(data: bytes) -> bool:
         return False
 
 
-def read_returned(data: bytes) -> ReturnedFeedback:
+def read_returned(data: bytes, name: str = "") -> ReturnedFeedback:
     """The explanations in a feedback workbook a council uploaded back.
 
-    Raises ``FeedbackUnreadable`` with a message the council officer can act on.
+    Raises ``FeedbackUnreadable`` with a message the council officer can act on (a workbook saved
+    as .ods or .xls: save it as .xlsx). An Explanation cell holding a formula or an error value is
+    not an explanation: it is listed in ``retype``.
     """
     from openpyxl import load_workbook
 
+    other = None if looks_like_feedback(data) else returned_format(name, data)
+    if other is not None:
+        words = OTHER_FORMATS.get(other, f".{other} file")
+        raise FeedbackUnreadable(
+            f"This is your feedback workbook saved as {'an' if words[0] in 'AEIOU' else 'a'} {words}, which the "
+            "platform cannot read explanations from. Nothing has changed: your return's status and any "
+            "explanations already recorded stay as they were. Open the file, choose File > Save As, pick "
+            "'Excel 2007-365 (.xlsx)' (in Excel: 'Excel Workbook (*.xlsx)'), keep all the sheets, and upload "
+            "the .xlsx to your folder."
+        )
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as zf:
             if sum(i.file_size for i in zf.infolist()) > MAX_READ_UNCOMPRESSED:
                 raise FeedbackUnreadable("The feedback workbook is too large to read; upload the workbook we sent, "
                                          "with only the Explanation column filled in.")
-        wb = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
+        wb = load_workbook(io.BytesIO(data), read_only=True)  # formulas as formulas: see ``retype``
     except FeedbackUnreadable:
         raise
     except Exception:  # noqa: BLE001 - any failure to open is the same message to the council
@@ -291,8 +450,8 @@ def read_returned(data: bytes) -> ReturnedFeedback:
             ident = (meta["return"], meta["period"], meta["council"])
         except (KeyError, ValueError):
             raise FeedbackUnreadable("The feedback workbook's hidden details are damaged; use the one we sent.") from None
-        rows = wb[ISSUES_SHEET].iter_rows(values_only=True)
-        header = [str(h or "").strip().lower() for h in next(rows, ())]
+        rows = wb[ISSUES_SHEET].iter_rows()
+        header = [str(c.value or "").strip().lower() for c in next(rows, ())]
         cols = {}
         for name in ("row", "column", "rule code", "explanation"):
             found = [n for n, h in enumerate(header) if h == name or h.startswith(name + " (")]
@@ -303,11 +462,13 @@ def read_returned(data: bytes) -> ReturnedFeedback:
                 )
             cols[name] = found[0]
         explanations: dict[tuple[str, int | None, str | None], str] = {}
+        retype: list[tuple[int, int | None, str | None]] = []
         width = max(cols.values()) + 1
-        for n, r in enumerate(rows):
+        for n, cells in enumerate(rows):
             if n > max_rows() + 10:
                 break
-            r = tuple(r) + (None,) * (width - len(r))
+            kinds = tuple(getattr(c, "data_type", None) for c in cells) + (None,) * (width - len(cells))
+            r = tuple(_plain(c.value) for c in cells) + (None,) * (width - len(cells))
             text = r[cols["explanation"]]
             code = r[cols["rule code"]]
             if text is None or code is None or not str(text).strip():
@@ -318,10 +479,32 @@ def read_returned(data: bytes) -> ReturnedFeedback:
             except (TypeError, ValueError):
                 continue
             item = r[cols["column"]]
-            explanations[(str(code), row, str(item) if item not in (None, "") else None)] = str(text)
-        return ReturnedFeedback(*ident, version, version_id, explanations)
+            item = str(item) if item not in (None, "") else None
+            if kinds[cols["explanation"]] in ("f", "e") or _is_error_text(text):
+                retype.append((n + 2, row, item))
+                continue
+            explanations[(str(code), row, item)] = str(text)
+        return ReturnedFeedback(*ident, version, version_id, explanations, retype)
     finally:
         wb.close()
+
+
+ERROR_VALUES = frozenset({"#VALUE!", "#NAME?", "#REF!", "#DIV/0!", "#N/A", "#NUM!", "#NULL!", "#SPILL!", "#CALC!",
+                          "#GETTING_DATA", "#FIELD!", "#BLOCKED!", "#CONNECT!", "#BUSY!", "#UNKNOWN!", "#PYTHON!"})
+
+
+def _plain(value: object) -> object:
+    """A cell's value as read back: formulas come as text starting with '=' (openpyxl gives some
+    array formulas as objects: their text)."""
+    text = getattr(value, "text", None)
+    return text if isinstance(text, str) else value
+
+
+def _is_error_text(value: object) -> bool:
+    """An error value kept as text (a sheet saved from another application): ``#VALUE!``,
+    LibreOffice's ``Err:509``."""
+    text = str(value).strip()
+    return text.upper() in ERROR_VALUES or re.fullmatch(r"Err:\d{3}", text) is not None
 
 
 def feedback_name(version: int) -> str:

@@ -44,6 +44,9 @@ class SubmissionState:
         return {"status": self.status, "accepted_version": self.accepted_version}
 
 
+CHECKED_DESPITE = frozenset({"CELL-001"})  # errors that do not stop the spec's checks running
+
+
 def decide(issues: list[Issue], loaded_ok: bool, unexplained: int | None = None) -> str:
     """Rejected while an error stands; ``queries`` while a query has no explanation; else accepted.
 
@@ -105,9 +108,9 @@ def submission_state(return_id: str, period: str, council: str) -> SubmissionSta
 
 def process_upload(loaded: LoadedSpec, period: str, council: str, ref: dict[str, Any], data: bytes) -> Outcome:
     """A file from the council's folder: a returned feedback workbook explains queries, anything else is data."""
-    from lgdp.collect.feedback import looks_like_feedback
+    from lgdp.collect.feedback import is_returned_feedback
 
-    if looks_like_feedback(data):
+    if is_returned_feedback(ref["name"], data):  # in any spreadsheet format: never a data version
         return process_explanations(loaded, period, council, ref, data)
     return process_file(loaded, period, council, ref, data)
 
@@ -144,7 +147,9 @@ def process_file(loaded: LoadedSpec, period: str, council: str, ref: dict[str, A
     result = parse_submission(loaded, ref["name"], data, council_code=council)  # 2. never raises
     rows = 0
     issues = list(result.issues)
-    structural_errors = any(i.severity == "error" for i in issues)
+    # A formula cell (CELL-001) is an error to fix, but its cached value was read like any other:
+    # the spec's checks still run, so the council hears of every issue in one round.
+    structural_errors = any(i.severity == "error" and i.code not in CHECKED_DESPITE for i in issues)
     with session() as s, s.begin():  # 3. rows and the file's own issues together
         if result.table is not None:
             rows = load_version(s, loaded, version_id, council, period, result.table)
@@ -203,7 +208,7 @@ def process_explanations(loaded: LoadedSpec, period: str, council: str, ref: dic
     with session() as s, s.begin():  # keep the original first, whatever happens next
         sha = archive_file(s, data)
     try:
-        returned = read_returned(data)
+        returned = read_returned(data, ref["name"])
         problem = None
     except FeedbackUnreadable as exc:
         returned, problem = None, str(exc)
@@ -265,6 +270,7 @@ def process_explanations(loaded: LoadedSpec, period: str, council: str, ref: dic
         note = problem or (
             f"{explained} explanation(s) recorded for version {version.version}; "
             + ("all queries are explained." if unexplained == 0 else f"{unexplained} query(ies) still need one.")
+            + returned.retype_note
         )
         return Outcome(
             version_id=version.id,

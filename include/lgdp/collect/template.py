@@ -2,7 +2,8 @@
 
 * xlsx returns: a workbook with the data sheet (named after the spec's ``dataset``; row 1 holds
   the item names, so the parser maps it exactly; each heading carries the item's wording as a
-  comment), dropdown lists for code items (from a hidden ``lists`` sheet), date, whole-number and
+  comment; text and code columns are formatted as Text, so codes keep their leading zeros),
+  dropdown lists for code items (from a hidden ``lists`` sheet), date, whole-number and
   decimal validation where the spec gives a type or range, and a ``Guidance`` sheet: the return's
   title, period, due date, contact, then one row per item (name, question, guidance, type,
   required, allowed values, range, unit).
@@ -39,6 +40,9 @@ TYPE_WORDS = {
     ItemType.date: "date (DD/MM/YYYY)",
     ItemType.boolean: "true or false",
 }
+
+TEXT_FORMAT = "@"  # the number format "Text": what is typed in the cell is kept as typed
+TEXT_TYPES = (ItemType.string, ItemType.code)
 
 SAMPLE_VALUES = {
     ItemType.string: "example",
@@ -214,6 +218,10 @@ def workbook(loaded: LoadedSpec, period_label: str, due_text: str) -> bytes:
             ws.add_data_validation(dv)
         if it.type == ItemType.date:
             ws.column_dimensions[letter].number_format = "dd/mm/yyyy"
+        elif it.type in TEXT_TYPES:
+            # Text, so 021144581 typed or pasted stays 021144581 (a General cell makes it the number
+            # 21144581, and the leading zero is gone before the platform sees the file).
+            ws.column_dimensions[letter].number_format = TEXT_FORMAT
     _guidance_sheet(wb.create_sheet("Guidance", 1), loaded, period_label, due_text)
     return _save(wb)
 
