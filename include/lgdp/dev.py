@@ -3,7 +3,9 @@
 ``lgdp dev demo`` is what ``make demo`` runs: it finds or starts a PostgreSQL, migrates the
 ledger's and Airflow's schemas, starts the local stand-ins for what a deployment talks to (the
 Microsoft 365 stand-in for SharePoint and mail, Azurite for the requesters' blob storage) and
-runs ``airflow standalone`` on the project's dags/ and plugins/. Every connection it defines is
+runs Airflow's components (api-server, scheduler, dag-processor, triggerer, as ``airflow
+standalone`` would) on the project's dags/ and plugins/, restarting any that exits (see
+:class:`Supervisor`). Every connection it defines is
 one the user has not defined already (``AIRFLOW_CONN_<ID>`` or Airflow's connection table), so a
 real service configured by hand always wins. Everything it creates lives under ``.lgdp/`` (or
 ``LGDP_STATE_DIR``).
@@ -144,6 +146,136 @@ def _parent_pid(p) -> int | None:
         return p.ppid()
     except Exception:  # noqa: BLE001 - gone
         return None
+
+
+AIRFLOW_COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
+RESTART_LIMIT = 10  # restarts of one component within RESTART_WINDOW before the demo gives up
+RESTART_WINDOW = 600.0
+RESUME_HINT = (
+    "Nothing is lost: files stay in the councils' folders and the ledger knows what was collected and "
+    "what feedback is owed. Once the database is reachable again, start the demo again (make demo, or "
+    "lgdp dev demo) and collection resumes where it stopped."
+)
+
+
+class Supervisor:
+    """Airflow's components as separate processes, each restarted when it exits (like ``restart: always``).
+
+    ``airflow standalone`` starts the same four components but never restarts one: a database
+    restart of a few seconds ends the scheduler, the triggerer and the dag-processor for good, and
+    collection stops without a word. Here an exited component is started again after a back-off
+    (1, 2, 4 ... 30 s); if one exits more than ``RESTART_LIMIT`` times in ``RESTART_WINDOW``
+    seconds the supervisor gives up loudly (``failure`` says why and how to resume) and
+    :meth:`wait` returns 1. Output goes to ``<AIRFLOW_HOME>/logs/components/<name>.log`` when
+    ``quiet``, else to this terminal.
+    """
+
+    def __init__(
+        self,
+        env: dict[str, str],
+        quiet: bool = False,
+        components: tuple[str, ...] = AIRFLOW_COMPONENTS,
+        restart_limit: int = RESTART_LIMIT,
+        restart_window: float = RESTART_WINDOW,
+    ) -> None:
+        import threading
+
+        self.env = dict(env)
+        self.env.setdefault(
+            "AIRFLOW__CORE__AUTH_MANAGER", "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
+        )
+        self.quiet = quiet
+        self.components = components
+        self.restart_limit = restart_limit
+        self.restart_window = restart_window
+        self.procs: dict[str, subprocess.Popen] = {}
+        self.restarts: dict[str, list[float]] = {name: [] for name in components}
+        self.failure: str | None = None
+        self._stopping = threading.Event()
+        self._done = threading.Event()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def log_path(self, name: str) -> Path:
+        return Path(self.env["AIRFLOW_HOME"]) / "logs" / "components" / f"{name}.log"
+
+    def _spawn(self, name: str) -> subprocess.Popen:
+        out = None
+        if self.quiet:
+            path = self.log_path(name)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            out = open(path, "ab")  # noqa: SIM115 - handed to the child; closed with the Popen
+        try:
+            return subprocess.Popen([_bin("airflow"), name], env=self.env, stdout=out, stderr=subprocess.STDOUT if out else None)
+        finally:
+            if out is not None:
+                out.close()
+
+    def start(self) -> Supervisor:
+        import threading
+
+        for name in self.components:
+            self.procs[name] = self._spawn(name)
+        self._thread = threading.Thread(target=self._watch, name="lgdp-supervisor", daemon=True)
+        self._thread.start()
+        return self
+
+    def restart_count(self, name: str) -> int:
+        with self._lock:
+            return len(self.restarts[name])
+
+    def _watch(self) -> None:
+        due: dict[str, float] = {}  # component -> when to start it again
+        while not self._stopping.wait(1.0):
+            now = time.monotonic()
+            for name in self.components:
+                with self._lock:
+                    proc = self.procs.get(name)
+                    if proc is None or proc.poll() is None:
+                        continue
+                    if name not in due:
+                        recent = [t for t in self.restarts[name] if now - t < self.restart_window]
+                        if len(recent) >= self.restart_limit:
+                            self.failure = (
+                                f"Airflow's {name} exited {len(recent) + 1} times in {self.restart_window / 60:.0f} minutes "
+                                f"(last exit code {proc.returncode}); the demo stops. Is the database down? {RESUME_HINT}"
+                            )
+                            print(f"[lgdp] {self.failure}", file=sys.stderr, flush=True)
+                            self._done.set()
+                            return
+                        wait = min(30.0, 2.0 ** len(recent))
+                        due[name] = now + wait
+                        print(
+                            f"[lgdp] Airflow's {name} exited (code {proc.returncode}); restarting it in {wait:.0f} s",
+                            file=sys.stderr, flush=True,
+                        )
+                    if now >= due[name]:
+                        del due[name]
+                        self.restarts[name].append(now)
+                        self.procs[name] = self._spawn(name)
+                        print(f"[lgdp] Airflow's {name} restarted", file=sys.stderr, flush=True)
+
+    def wait(self) -> int:
+        """Until :meth:`stop` or giving up; 1 if the supervisor gave up, else 0."""
+        while not self._done.wait(1.0):
+            pass
+        return 1 if self.failure else 0
+
+    def stop(self, timeout: float = 30) -> None:
+        """Stop every component cleanly (at the same time), then anything left behind."""
+        import threading
+
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(5)
+        with self._lock:
+            procs = list(self.procs.values())
+        stoppers = [threading.Thread(target=stop, args=(p, timeout)) for p in procs]
+        for t in stoppers:
+            t.start()
+        for t in stoppers:
+            t.join()
+        self._done.set()
 
 
 def start_m365(env: dict[str, str]):
@@ -309,9 +441,8 @@ def _demo(args: argparse.Namespace) -> int:
             print(f"[lgdp] Azurite could not start: {e}", file=sys.stderr)
             return 1
         airflow_home = Path(env["AIRFLOW_HOME"])
-        proc = subprocess.Popen(
-            [_bin("airflow"), "standalone"], env=env, stdout=subprocess.DEVNULL if args.quiet else None
-        )
+        # Airflow's four components, each restarted if it exits (a database restart ends them)
+        proc = Supervisor(env, quiet=args.quiet).start()
         if not wait_healthy(args.port, args.timeout):
             print("[lgdp] Airflow did not become healthy; see the output above", file=sys.stderr)
             return 1
@@ -327,13 +458,13 @@ def _demo(args: argparse.Namespace) -> int:
             lines.append(f"requesters' blob storage (Azurite): {azurite.blob_endpoint} (Azurite's public dev account)")
         lines.append(f"local deliveries (LGDP_DELIVERY_DIR): {env['LGDP_DELIVERY_DIR']}")
         lines.append("every approved return in return_specs/ is a DAG named return_<id>; Ctrl-C stops everything.")
+        lines.append("Airflow's components are restarted if they exit (after a database restart, say).")
         print("\n" + "".join(f"[lgdp] {ln}\n" for ln in lines), flush=True)
         if args.smoke:
             # The acknowledgement is looked for in the stand-in's mail only if mail goes there.
             mail_here = m365 is not None and mail.startswith(m365.base_url)
             return 0 if _smoke(env, args.timeout) and _smoke_collection(env, m365, args.timeout, mail_here) else 1
-        proc.wait()
-        return proc.returncode or 0
+        return proc.wait()
     except KeyboardInterrupt:
         return 0
     finally:
@@ -342,7 +473,7 @@ def _demo(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         if proc is not None:
             print("[lgdp] stopping ...", flush=True)
-            stop(proc)
+            proc.stop()
         if azurite is not None:
             azurite.stop()
         if m365 is not None:
@@ -480,7 +611,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # noqa: SLF001 - argpars
     dev = sub.add_parser("dev", help="run the platform locally (demo, tests)").add_subparsers(
         dest="dev_command", required=True
     )
-    demo = dev.add_parser("demo", help="database, migrations and airflow standalone on this machine")
+    demo = dev.add_parser("demo", help="database, migrations and Airflow (supervised) on this machine")
     demo.add_argument("--port", type=int, default=int(os.environ.get("LGDP_DEMO_PORT", "8080")))
     demo.add_argument(
         "--timeout", type=float, default=240, help="seconds to wait for Airflow, and for each smoke step"

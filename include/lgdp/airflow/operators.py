@@ -118,12 +118,32 @@ def poll_interval_seconds(loaded: LoadedSpec) -> float:
     return float(override) if override else loaded.spec.collection.poll_interval_minutes * 60.0
 
 
+from lgdp.airflow.triggers import MAX_BACKOFF_SECONDS, CouncilFolderTrigger, item_ref  # noqa: E402
+
+DELIVERY_BACKOFF_BASE_SECONDS = 30.0  # first retry of owed feedback after 60 s, doubling up to the trigger's cap
+READ_ATTEMPTS = 5  # downloads of one file before giving up on reading a settled copy this time
+
+
+def delivery_backoff(failures: int, poll_interval: float) -> float:
+    """Seconds until owed feedback (or an unreadable file) is tried again: 1, 2, 4 ... minutes, capped."""
+    base = min(poll_interval, DELIVERY_BACKOFF_BASE_SECONDS)
+    return min(MAX_BACKOFF_SECONDS, 2 * base * 2 ** min(max(failures, 1) - 1, 10))
+
+
 class CollectSubmissionOperator(BaseOperator):
     """One council's submission for one period: wait for files, process each, until accepted or closed.
 
     The task's state is the council's progress: deferred = awaiting a file (no worker slot held),
-    running = processing a file, success = accepted, failed or skipped = not received by the close
-    (the spec's ``collection.not_received``). Between versions it waits again.
+    running = processing a file, success = accepted and told, failed or skipped = not received by
+    the close (the spec's ``collection.not_received``). Between versions it waits again.
+
+    It works in a loop and defers only when there is nothing to do now: files already in the
+    folder are processed one after another in the task (oldest first), so the trigger is never
+    asked a question whose answer is known (a trigger firing at once costs a try in Airflow 3.3,
+    see docs/collection.md). Feedback is delivered after each decision but never fails the task:
+    what is owed stays in the ledger, and the task waits for files *and* for the next delivery
+    attempt (back-off up to 15 minutes), so an outage of any length delays feedback, never loses it
+    or stops collection. The task finishes only when nothing is owed.
     """
 
     ui_color = "#e8f6f3"
@@ -152,78 +172,202 @@ class CollectSubmissionOperator(BaseOperator):
 
     def execute(self, context: Any) -> dict[str, object] | None:
         loaded = load_return(self.return_id)
-        return self._wait_or_finish(context, loaded, self._period(context, loaded))
-
-    def _wait_or_finish(self, context: Any, loaded: LoadedSpec, period: Period) -> dict[str, object] | None:
-        from lgdp.collect.graph import folder_path
-        from lgdp.collect.process import submission_state
-
-        from lgdp.airflow.triggers import CouncilFolderTrigger
-
-        self._send_feedback(loaded, period)
-        state = submission_state(loaded.id, period.label, self.council)
-        if state.accepted:
-            self.log.info("Accepted (version %s)", state.accepted_version)
-            return state.as_xcom()
-        self.defer(
-            trigger=CouncilFolderTrigger(
-                folder=folder_path(loaded.id, period.label, self.council),
-                seen=state.seen,
-                closes_at=period.closes_at.isoformat(),
-                poll_interval=poll_interval_seconds(loaded),
-                conn_id=self.conn_id,
-                drive_id=self.drive_id,
-            ),
-            method_name="resume",
-        )
-        return None
-
-    def _send_feedback(self, loaded: LoadedSpec, period: Period) -> None:
-        """Deliver what the council is owed for its latest outcome: workbook, data, then the email.
-
-        Worked out from the ledger every time the task is about to wait or finish, so a Graph or
-        SMTP outage after a decision fails the task, and its retry delivers exactly what was missed.
-        """
-        from lgdp.collect.graph import SharePointDrive
-        from lgdp.collect.respond import deliver, pending
-
-        owed = pending(loaded.id, period.label, self.council)
-        if not owed:
-            return
-        drive = SharePointDrive(conn_id=self.conn_id, drive_id=self.drive_id)
-        for item in owed:
-            status = deliver(loaded, period.label, self.council, item, drive)
-            self.log.info("Feedback %s for version id %s: email %s", item.kind, item.version_id, status)
+        return self._collect(context, loaded, self._period(context, loaded), {})
 
     def resume(self, context: Any, event: dict[str, Any] | None = None) -> dict[str, object] | None:
+        loaded = load_return(self.return_id)
+        return self._collect(context, loaded, self._period(context, loaded), event or {})
+
+    def _collect(
+        self, context: Any, loaded: LoadedSpec, period: Period, event: dict[str, Any]
+    ) -> dict[str, object] | None:
         from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-        from lgdp.collect.graph import SharePointDrive
-        from lgdp.collect.process import mark_not_received, process_upload
+        from lgdp.airflow.triggers import new_items
+        from lgdp.collect.graph import SharePointDrive, folder_path
+        from lgdp.collect.process import mark_not_received, submission_state
 
-        loaded = load_return(self.return_id)
-        period = self._period(context, loaded)
-        event = event or {}
-        if event.get("status") == "closed":
-            if mark_not_received(loaded.id, period.label, self.council):
-                message = f"{self.council_name or self.council}: nothing accepted by the close ({period.closes_at:%d %B %Y})"
-                if loaded.spec.collection.not_received == "skip":
-                    raise AirflowSkipException(message)
-                raise AirflowFailException(message)
-            return self._wait_or_finish(context, loaded, period)
         drive = SharePointDrive(conn_id=self.conn_id, drive_id=self.drive_id)
-        for ref in event.get("items", []):
-            data = drive.download_sync(ref["id"])
-            outcome = process_upload(loaded, period.label, self.council, ref, data)
-            if outcome.kind == "explanations":
-                self.log.info(
-                    "Returned feedback workbook for version %s: %s; %d query(ies) still unexplained",
-                    outcome.version, outcome.status, outcome.unexplained,
-                )
+        folder = folder_path(loaded.id, period.label, self.council)
+        failures = int(event.get("failures") or 0)
+        todo = list(event.get("items", [])) if event.get("status") == "files" else []
+        handled: set[str] = set()  # each file once per try, so the loop always ends
+        while True:
+            unread = [ref for ref in todo if not self._process(loaded, period, drive, ref)]
+            handled.update(f"{r['id']}:{r['etag']}" for r in todo)
+            delivered = self._send_feedback(loaded, period, drive)
+            state = submission_state(loaded.id, period.label, self.council)
+            closed = dt.datetime.now(dt.timezone.utc) >= period.closes_at
+            todo = []
+            if not closed:
+                try:  # what the trigger would find at once: handle it here instead of deferring
+                    listing = [item_ref(i) for i in drive.list_folder_sync(folder)]
+                    skip = handled | {f"{r['id']}:{r['etag']}" for r in unread}
+                    todo = [r for r in new_items(listing, state.seen) if f"{r['id']}:{r['etag']}" not in skip]
+                except Exception as exc:  # noqa: BLE001 - Graph down: the trigger backs off and keeps waiting
+                    self.log.warning("Listing %s before waiting failed (%s); the trigger will retry", folder, type(exc).__name__)
+            if todo:
                 continue
+            owed = not delivered or bool(unread)
+            failures = failures + 1 if owed else 0
+            if not owed and state.accepted:
+                self.log.info("Accepted (version %s); the council has been told", state.accepted_version)
+                return state.as_xcom()
+            if not owed and closed:
+                if mark_not_received(loaded.id, period.label, self.council):
+                    message = f"{self.council_name or self.council}: nothing accepted by the close ({period.closes_at:%d %B %Y})"
+                    if loaded.spec.collection.not_received == "skip":
+                        raise AirflowSkipException(message)
+                    raise AirflowFailException(message)
+                return submission_state(loaded.id, period.label, self.council).as_xcom()
+            wake = delivery_backoff(failures, poll_interval_seconds(loaded)) if owed else None
+            if wake is not None:
+                self.log.warning(
+                    "Something is owed (feedback not delivered or a file not readable yet); trying again in %.0f s "
+                    "while waiting for files (attempt %d)", wake, failures,
+                )
+            self.defer(
+                trigger=CollectWaitTrigger(
+                    folder=folder,
+                    seen=state.seen + [f"{r['id']}:{r['etag']}" for r in unread],
+                    closes_at=period.closes_at.isoformat(),
+                    poll_interval=poll_interval_seconds(loaded),
+                    conn_id=self.conn_id,
+                    drive_id=self.drive_id,
+                    wake_after=wake,
+                    failures=failures,
+                ),
+                method_name="resume",
+            )
+            return None
+
+    def _process(self, loaded: LoadedSpec, period: Period, drive: Any, ref: dict[str, Any]) -> bool:
+        """Process one file; False if it could not be read now (Graph down): it is tried again later."""
+        from lgdp.collect.graph import GraphError, GraphNotFound
+        from lgdp.collect.process import process_upload
+
+        try:
+            read = read_settled(drive, ref)
+        except GraphNotFound:
+            self.log.info("A file went from the folder before it could be read (item %s); nothing to collect", ref["id"])
+            return True
+        except GraphError as exc:
+            self.log.warning("Could not read item %s now (%s); it is tried again later", ref["id"], exc)
+            return False
+        if read is None:
+            self.log.warning("Item %s kept changing while it was read; it is tried again later", ref["id"])
+            return False
+        data, settled = read
+        if settled["etag"] != ref["etag"]:
+            self.log.info("Item %s was replaced after it was listed: the content read is recorded with its own eTag", ref["id"])
+        outcome = process_upload(loaded, period.label, self.council, settled, data)
+        if outcome.kind == "explanations":
+            self.log.info(
+                "Returned feedback workbook for version %s: %s; %d query(ies) still unexplained",
+                outcome.version, outcome.status, outcome.unexplained,
+            )
+        elif outcome.kind == "late":
+            self.log.info("A file arrived after acceptance (version %s stands): kept, not processed; the council is told", outcome.version)
+        else:
             self.log.info(
                 "Version %s (%s): %s with %d error(s), %d query(ies) (%d unexplained), %d row(s) loaded",
                 outcome.version, "new" if outcome.new else "seen before", outcome.status,
                 outcome.errors, outcome.queries, outcome.unexplained, outcome.rows,
             )
-        return self._wait_or_finish(context, loaded, period)
+        return True
+
+    def _send_feedback(self, loaded: LoadedSpec, period: Period, drive: Any) -> bool:
+        """Deliver what the council is owed, oldest first: workbook, data, then the email. True if all went.
+
+        Worked out from the ledger each time, so after a Graph or SMTP outage the next attempt
+        delivers exactly what was missed; a failure is logged and left owed, never fatal.
+        """
+        from lgdp.collect.respond import deliver, pending
+
+        try:
+            owed = pending(loaded.id, period.label, self.council)
+        except Exception as exc:  # noqa: BLE001 - the ledger is down: nothing can be worked out now
+            self.log.warning("Could not work out the feedback owed (%s); tried again later", type(exc).__name__)
+            return False
+        for item in owed:
+            try:
+                status = deliver(loaded, period.label, self.council, item, drive)
+            except Exception as exc:  # noqa: BLE001 - any outage: owed, tried again with back-off
+                self.log.warning(
+                    "Feedback %s for version id %s not delivered (%s: %s); it stays owed",
+                    item.kind, item.version_id, type(exc).__name__, str(exc)[:200],
+                )
+                return False
+            self.log.info("Feedback %s for version id %s: email %s", item.kind, item.version_id, status)
+        return True
+
+
+def read_settled(drive: Any, ref: dict[str, Any]) -> tuple[bytes, dict[str, Any]] | None:
+    """The file's bytes and its reference with the eTag those bytes have, or None if it never settled.
+
+    A council may replace a file between the listing and the download: the bytes read are then
+    not those of the listed eTag. After each download the item's eTag is read again; the bytes
+    belong to an eTag only if it did not change across the download (the listing's, first).
+    Raises :class:`GraphNotFound` if the file went, :class:`GraphError` if Graph fails.
+    """
+    from lgdp.collect.graph import GraphNotFound
+
+    before = ref["etag"]
+    for _ in range(READ_ATTEMPTS):
+        data = drive.download_sync(ref["id"])
+        now = drive.get_item_sync(ref["path"]) if ref.get("path") else None
+        if now is None or now.id != ref["id"]:
+            raise GraphNotFound(404, f"item {ref['id']} is no longer at its path")
+        if now.etag == before:
+            return data, item_ref(now)
+        before = now.etag
+    return None
+
+
+class CollectWaitTrigger(CouncilFolderTrigger):
+    """The folder trigger, and also a wake-up after ``wake_after`` seconds when something is owed.
+
+    Fires with the folder trigger's event (new files, or the close) or, first, with
+    ``{"status": "wake"}``; every event carries ``failures`` (the delivery attempts so far) for
+    the back-off. After the close only the wake-up counts (the close is known already).
+    """
+
+    def __init__(self, *, wake_after: float | None = None, failures: int = 0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.wake_after = wake_after
+        self.failures = failures
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        path, kwargs = super().serialize()
+        return path, {**kwargs, "wake_after": self.wake_after, "failures": self.failures}
+
+    async def run(self):  # type: ignore[override]
+        import contextlib
+
+        from airflow.triggers.base import TriggerEvent
+
+        closed = dt.datetime.now(dt.timezone.utc) >= dt.datetime.fromisoformat(self.closes_at)
+        if self.wake_after is None and not closed:
+            async for event in super().run():
+                yield TriggerEvent({**event.payload, "failures": self.failures})
+                return
+            return
+        if closed:
+            await asyncio.sleep(self.wake_after or self.poll_interval)
+            yield TriggerEvent({"status": "wake", "seen": self.seen, "failures": self.failures})
+            return
+        folder = super().run()
+        first = asyncio.ensure_future(folder.__anext__())
+        try:
+            done, _ = await asyncio.wait({first}, timeout=self.wake_after)
+            if first in done:
+                yield TriggerEvent({**first.result().payload, "failures": self.failures})
+            else:
+                yield TriggerEvent({"status": "wake", "seen": self.seen, "failures": self.failures})
+        finally:
+            if not first.done():
+                first.cancel()
+            with contextlib.suppress(BaseException):
+                await first
+            with contextlib.suppress(BaseException):
+                await folder.aclose()

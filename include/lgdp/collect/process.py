@@ -86,7 +86,7 @@ def submission_state(return_id: str, period: str, council: str) -> SubmissionSta
 
     from sqlalchemy import select
 
-    from lgdp.ledger.models import ExplanationFile
+    from lgdp.ledger.models import ExplanationFile, LateFile
 
     with session() as s:
         sub = expected_submission(s, return_id, period, council)
@@ -97,12 +97,16 @@ def submission_state(return_id: str, period: str, council: str) -> SubmissionSta
                 ExplanationFile.submission_id == sub.id
             )
         ).all()
+        late = s.execute(
+            select(LateFile.source_item_id, LateFile.source_etag).where(LateFile.submission_id == sub.id)
+        ).all()
         return SubmissionState(
             status=_value(sub.status),
             accepted_version=accepted[-1] if accepted else None,
             # an undecided version (a failed validation, say) is offered again; process_file is idempotent
             seen=[f"{v.source_item_id}:{v.source_etag}" for v in vs if _value(v.status) not in ("received", "loaded")]
-            + [f"{item}:{etag}" for item, etag in returned],
+            + [f"{item}:{etag}" for item, etag in returned]
+            + [f"{item}:{etag}" for item, etag in late],
         )
 
 
@@ -129,6 +133,9 @@ def process_file(loaded: LoadedSpec, period: str, council: str, ref: dict[str, A
     from lgdp.parse import parse_submission
 
     uploaded_at = dt.datetime.fromisoformat(ref["last_modified"]) if ref.get("last_modified") else None
+    late = keep_if_late(loaded, period, council, ref, data)  # after acceptance: kept and answered, not processed
+    if late is not None:
+        return late
     with session() as s, s.begin():  # 1. keep the original, whatever happens next
         sha = archive_file(s, data)
         sub = expected_submission(s, loaded.id, period, council)
@@ -186,6 +193,69 @@ def process_file(loaded: LoadedSpec, period: str, council: str, ref: dict[str, A
         issues=issues,
         unexplained=unexplained,
     )
+
+
+def keep_if_late(loaded: LoadedSpec, period: str, council: str, ref: dict[str, Any], data: bytes) -> Outcome | None:
+    """A data file dropped once the submission is accepted: archived and recorded as late, not processed.
+
+    The accepted version stands (requesters may have it already); :func:`lgdp.collect.respond.pending`
+    then owes the council a notice saying so. None when the submission is not accepted, or when
+    this very file (item id and eTag) is already a version (a retry finishing its own work).
+    """
+    from sqlalchemy import select
+
+    from lgdp.ingest.archive import archive_file
+    from lgdp.ingest.versions import _lock_submission, expected_submission, versions
+    from lgdp.ledger.db import session
+    from lgdp.ledger.models import LateFile, SubmissionVersion
+
+    item, etag = storable(ref["id"]), storable(ref["etag"])
+    with session() as s, s.begin():
+        sub = expected_submission(s, loaded.id, period, council)
+        sub = _lock_submission(s, sub.id)  # serialised with record_version and outcomes
+        if _value(sub.status) != "accepted":
+            return None
+        mine = s.execute(
+            select(SubmissionVersion.id).where(
+                SubmissionVersion.submission_id == sub.id,
+                SubmissionVersion.source_item_id == item,
+                SubmissionVersion.source_etag == etag,
+            )
+        ).scalar_one_or_none()
+        if mine is not None:
+            return None
+        accepted = [v for v in versions(s, sub.id) if _value(v.status) == "accepted"]
+        standing = accepted[-1] if accepted else None
+        existing = s.execute(
+            select(LateFile).where(
+                LateFile.submission_id == sub.id, LateFile.source_item_id == item, LateFile.source_etag == etag
+            )
+        ).scalar_one_or_none()
+        new = existing is None
+        if new:
+            sha = archive_file(s, data)
+            s.add(
+                LateFile(
+                    submission_id=sub.id,
+                    accepted_version_id=standing.id if standing else None,
+                    file_sha256=sha,
+                    filename=storable(ref["name"]),
+                    source_item_id=item,
+                    source_etag=etag,
+                    uploaded_by=storable(ref.get("last_modified_by")),
+                    uploaded_at=dt.datetime.fromisoformat(ref["last_modified"]) if ref.get("last_modified") else None,
+                )
+            )
+        return Outcome(
+            version_id=standing.id if standing else 0,
+            version=standing.version if standing else 0,
+            new=new,
+            status="accepted",
+            errors=0,
+            queries=0,
+            rows=standing.rows_loaded or 0 if standing else 0,
+            kind="late",
+        )
 
 
 def process_explanations(loaded: LoadedSpec, period: str, council: str, ref: dict[str, Any], data: bytes) -> Outcome:

@@ -38,48 +38,62 @@ class Pending:
     """One message owed to a council, and what it is about."""
 
     dedupe_key: str
-    kind: str  # outcome | accepted | explanations
+    kind: str  # outcome | accepted | explanations | late
     version_id: int
     note: str | None = None
+    late_file_id: int | None = None
 
 
 def pending(return_id: str, period: str, council: str) -> list[Pending]:
-    """Messages owed for the council's latest decided version and latest returned workbook."""
+    """Every message owed to the council, oldest file first: one per file it dropped.
+
+    Each decided version is owed the message for its outcome now (a version first queried and
+    later accepted through its workbook is owed the acknowledgement, not the stale query
+    message); each returned feedback workbook its own message, unless it was applied and its
+    version is now accepted (the acknowledgement says it all); each file dropped after acceptance
+    a notice. Messages already sent (the ``sent_emails`` ledger) are not owed again, so a delivery
+    that failed for any length of time is owed until it goes.
+    """
     from sqlalchemy import select
 
-    from lgdp.ingest.versions import expected_submission, latest_version
+    from lgdp.ingest.versions import expected_submission, versions
     from lgdp.ledger.db import session
-    from lgdp.ledger.models import ExplanationFile, SentEmail
+    from lgdp.ledger.models import ExplanationFile, LateFile, SentEmail
 
     with session() as s:
         sub = expected_submission(s, return_id, period, council)
-        latest = latest_version(s, sub.id)
-        if latest is None:
-            return []
-        status = getattr(latest.status, "value", latest.status)
-        owed: list[Pending] = []
-        if status in ("rejected", "queries", "accepted"):
-            kind = "accepted" if status == "accepted" else "outcome"
-            owed.append(Pending(f"{kind}:{latest.id}:{status}", kind, latest.id))
+        owed: list[tuple[Any, int, Pending]] = []
+        status_of: dict[int, str] = {}
+        for v in versions(s, sub.id):
+            status = getattr(v.status, "value", v.status)
+            status_of[v.id] = status
+            if status in ("rejected", "queries", "accepted"):
+                kind = "accepted" if status == "accepted" else "outcome"
+                owed.append((v.received_at, 0, Pending(f"{kind}:{v.id}:{status}", kind, v.id)))
         returned = s.execute(
-            select(ExplanationFile)
-            .where(ExplanationFile.submission_id == sub.id)
-            .order_by(ExplanationFile.id.desc())
-            .limit(1)
-        ).scalar_one_or_none()
-        if returned is not None and returned.received_at >= (latest.received_at or returned.received_at):
-            if not (returned.status == "applied" and status == "accepted"):  # the acknowledgement says it all
-                owed.append(
-                    Pending(f"explanations:{returned.id}", "explanations", returned.version_id or latest.id, returned.message)
-                )
+            select(ExplanationFile).where(ExplanationFile.submission_id == sub.id).order_by(ExplanationFile.id)
+        ).scalars()
+        for r in returned:
+            target = r.version_id
+            if r.status == "applied" and target is not None and status_of.get(target) == "accepted":
+                continue
+            if target is None:  # refused, naming no version of this council: about the latest one
+                target = max(status_of, default=None, key=lambda vid: vid)
+            if target is None:
+                continue
+            owed.append((r.received_at, 1, Pending(f"explanations:{r.id}", "explanations", target, r.message)))
+        late = s.execute(select(LateFile).where(LateFile.submission_id == sub.id).order_by(LateFile.id)).scalars()
+        for f in late:
+            if f.accepted_version_id is not None:
+                owed.append((f.received_at, 2, Pending(f"late:{f.id}", "late", f.accepted_version_id, late_file_id=f.id)))
+        owed.sort(key=lambda o: (o[0], o[1]))
+        keys = [p.dedupe_key for _, _, p in owed]
         sent = set(
             s.execute(
-                select(SentEmail.dedupe_key).where(
-                    SentEmail.dedupe_key.in_([p.dedupe_key for p in owed]), SentEmail.status == "sent"
-                )
+                select(SentEmail.dedupe_key).where(SentEmail.dedupe_key.in_(keys), SentEmail.status == "sent")
             ).scalars()
-        )
-        return [p for p in owed if p.dedupe_key not in sent]
+        ) if keys else set()
+        return [p for _, _, p in owed if p.dedupe_key not in sent]
 
 
 def version_feedback(loaded: LoadedSpec, period: str, council: str, version_id: int) -> tuple[FeedbackMeta, list[FeedbackIssue], Any]:
@@ -191,6 +205,8 @@ def deliver(loaded: LoadedSpec, period: str, council: str, owed: Pending, drive:
     from lgdp.collect.graph import PLATFORM_FOLDER, folder_path
     from lgdp.notify import Email, addresses, render, send_email
 
+    if owed.kind == "late":
+        return _deliver_late_notice(loaded, period, council, owed, drive)
     meta, issues, _ = version_feedback(loaded, period, council, owed.version_id)
     folder = folder_path(loaded.id, period, council)
     drive.upload_sync(f"{folder}/{PLATFORM_FOLDER}/{feedback_name(meta.version)}", build_workbook(meta, issues))
@@ -203,6 +219,44 @@ def deliver(loaded: LoadedSpec, period: str, council: str, owed: Pending, drive:
         Email(to=addresses(council), subject=rendered.subject, text=rendered.text, html=rendered.html),
         dedupe_key=owed.dedupe_key,
         kind=f"feedback_{owed.kind}",
+        return_id=loaded.id,
+        period=period,
+        council_code=council,
+    )
+    return result.status
+
+
+def _deliver_late_notice(loaded: LoadedSpec, period: str, council: str, owed: Pending, drive: Any) -> str:
+    """Tell the council a file it dropped after acceptance was kept but not used, and who can reopen."""
+    from lgdp.collect.graph import folder_path
+    from lgdp.ledger.db import session
+    from lgdp.ledger.models import LateFile, SubmissionVersion
+    from lgdp.notify import Email, addresses, render, send_email
+
+    with session() as s:
+        late = s.get(LateFile, owed.late_file_id)
+        accepted = s.get(SubmissionVersion, owed.version_id)
+        filename, arrived = late.filename, late.uploaded_at or late.received_at
+        version, accepted_file, accepted_at = accepted.version, accepted.filename, accepted.processed_at
+    names = {c.code: c.name for c in loaded.providers}
+    g = loaded.spec.governance
+    folder_url = drive.web_url_sync(folder_path(loaded.id, period, council))
+    title = f"{loaded.spec.title} {period}: a file after acceptance was not used ({names.get(council, council)})"
+    paragraphs = [
+        f"Your {loaded.spec.title} return for {period} was accepted with version {version} "
+        f"({accepted_file}{accepted_at and f', accepted {accepted_at:%d %B %Y %H:%M} UTC' or ''}).",
+        f"The file {filename}, put in your folder at {arrived:%d %B %Y %H:%M} UTC after that, was kept "
+        "but not checked or used: the accepted version stands, and it is what data users receive.",
+        f"If the accepted data needs correcting, ask {g.owner} ({g.contact_email}) to reopen your return; "
+        "you can then upload the corrected file.",
+    ]
+    context = {"title": title, "paragraphs": paragraphs, "items": [],
+               "link": {"url": folder_url, "text": "Open your folder"} if folder_url else None}
+    rendered = render("notice", context)
+    result = send_email(
+        Email(to=addresses(council), subject=rendered.subject, text=rendered.text, html=rendered.html),
+        dedupe_key=owed.dedupe_key,
+        kind="feedback_late",
         return_id=loaded.id,
         period=period,
         council_code=council,

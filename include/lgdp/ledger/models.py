@@ -329,3 +329,27 @@ class RequesterSignoff(Base):
     returned_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     recorded_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
     problem: Mapped[str | None] = mapped_column(Text)  # why a ``rejected`` file cannot be used (never its contents)
+
+
+class LateFile(Base):
+    """A file a council dropped after its submission was accepted: kept and answered, not processed.
+
+    The accepted version stands (it may already have gone to requesters); the file's bytes are
+    archived like any file and the council is told, once, that the file was not used and who can
+    reopen the return (see docs/collection.md, "Several files"). ``accepted_version_id`` is the
+    version that stood when the file arrived.
+    """
+
+    __tablename__ = "late_files"
+    __table_args__ = (UniqueConstraint("submission_id", "source_item_id", "source_etag"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    submission_id: Mapped[int] = mapped_column(ForeignKey("expected_submissions.id", ondelete="CASCADE"), index=True)
+    accepted_version_id: Mapped[int | None] = mapped_column(ForeignKey("submission_versions.id", ondelete="CASCADE"))
+    file_sha256: Mapped[str] = mapped_column(ForeignKey("archived_files.sha256"))
+    filename: Mapped[str] = mapped_column(Text)
+    source_item_id: Mapped[str] = mapped_column(Text)
+    source_etag: Mapped[str] = mapped_column(Text)
+    uploaded_by: Mapped[str | None] = mapped_column(Text)
+    uploaded_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    received_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
