@@ -365,6 +365,19 @@ class Distribution(Strict):
 class ReturnSpec(Strict):
     """One statutory data return."""
 
+    model_config = ConfigDict(
+        extra="forbid",
+        str_strip_whitespace=True,
+        frozen=True,
+        # editors see the same either/or as the model: one table (dataset, items) or several (tables)
+        json_schema_extra={
+            "anyOf": [
+                {"required": ["dataset", "items"], "not": {"required": ["tables"]}},
+                {"required": ["tables"], "not": {"anyOf": [{"required": ["dataset"]}, {"required": ["items"]}]}},
+            ]
+        },
+    )
+
     id: str = Field(pattern=SLUG, description="Lowercase slug, used in the DAG id return_<id>.")
     title: str = Field(min_length=3)
     version: int = Field(ge=1, description="Bump when items or rules change.")
@@ -377,10 +390,14 @@ class ReturnSpec(Strict):
     dataset: str | None = Field(
         None, pattern=ITEM_NAME, description="One-table return: name of the table (sheet, XML record) councils fill in."
     )
-    items: list[Item] = Field(default_factory=list, description="One-table return: its data items.")
+    items: list[Item] = Field(
+        default_factory=list, description="One-table return: its data items.", json_schema_extra={"minItems": 1}
+    )
     keys: list[str] = Field(default_factory=list, description="One-table return: items that together identify a row.")
     tables: list[Table] = Field(
-        default_factory=list, description="Multi-table return: its tables (instead of dataset, items and keys)."
+        default_factory=list,
+        description="Multi-table return: its tables (instead of dataset, items and keys).",
+        json_schema_extra={"minItems": 1},
     )
     rules: list[Rule] = Field(default_factory=list)
     changes: list[Change] = Field(
