@@ -23,6 +23,7 @@ class Issue:
     row: int | None = None
     item: str | None = None
     value: str | None = None
+    table: str | None = None  # the table (sheet, CSV file) of a return with several tables
 
     def __post_init__(self) -> None:
         value = self.value
@@ -38,6 +39,7 @@ class Issue:
 
     def __str__(self) -> str:
         where = ", ".join(
-            p for p in (f"row {self.row}" if self.row else "", f"column {self.item}" if self.item else "") if p
+            p for p in (f"table {self.table}" if self.table else "", f"row {self.row}" if self.row else "",
+                        f"column {self.item}" if self.item else "") if p
         )
         return f"{self.code} ({self.severity}){' at ' + where if where else ''}: {self.message}"

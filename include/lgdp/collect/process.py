@@ -66,18 +66,9 @@ def validate_version(loaded: LoadedSpec, period: str, council: str, version_id: 
     A Soda runtime error, a database outage or a disagreement between the two raises: the task
     fails and is retried, never a silent pass (the undecided version is picked up again).
     """
-    from lgdp.ledger.db import database_url, session
-    from lgdp.validate.contract import ValidationRuntimeError, verify
-    from lgdp.validate.rows import count_by_code, failing_rows
+    from lgdp.validate.run import validate_submission
 
-    with session() as s:
-        found = failing_rows(s, loaded, council, period, version_id)
-    soda = verify(loaded, database_url(), council, period, version_id)
-    mine = count_by_code(loaded, found)
-    drift = {code: (mine.get(code, 0), n) for code, n in soda.items() if mine.get(code, 0) != n}
-    if drift:
-        raise ValidationRuntimeError(f"row-level issues and Soda disagree for version {version_id}: {drift}")
-    return found
+    return validate_submission(loaded, period, council, version_id)  # every table, the rule book of the period
 
 
 def submission_state(return_id: str, period: str, council: str) -> SubmissionState:

@@ -194,11 +194,11 @@ def record_issues(session: Session, version_id: int, issues: Iterable[Issue]) ->
         now = _now()
         raw = raw_connection(session)
         with raw.cursor() as cur, cur.copy(
-            "COPY lgdp.submission_issues (version_id, code, severity, message, row_number, item, value, created_at)"
-            " FROM STDIN"
+            "COPY lgdp.submission_issues (version_id, code, severity, message, row_number, item, value, created_at,"
+            " table_name) FROM STDIN"
         ) as copy:
             for i in issues:
-                copy.write_row((version_id, i.code, i.severity, i.message, i.row, i.item, i.value, now))
+                copy.write_row((version_id, i.code, i.severity, i.message, i.row, i.item, i.value, now, i.table))
     log.info("version %s: %d issues recorded", version_id, len(issues))
     return len(issues)
 
@@ -213,11 +213,12 @@ def issues_for(session: Session, version_id: int) -> list[Issue]:
             SubmissionIssue.row_number,
             SubmissionIssue.item,
             SubmissionIssue.value,
+            SubmissionIssue.table_name,
         )
         .where(SubmissionIssue.version_id == version_id)
         .order_by(SubmissionIssue.row_number.asc().nulls_first(), SubmissionIssue.id)
     ).all()
-    return [Issue(code, severity, message, row, item, value) for code, severity, message, row, item, value in rows]
+    return [Issue(code, severity, message, row, item, value, table) for code, severity, message, row, item, value, table in rows]
 
 
 def _submission_status_for(session: Session, version_id: int, status: VersionStatus) -> SubmissionStatus:

@@ -217,6 +217,8 @@ class SubmissionIssue(Base):
     row_number: Mapped[int | None] = mapped_column(Integer)
     item: Mapped[str | None] = mapped_column(Text)
     value: Mapped[str | None] = mapped_column(Text)
+    # The table (sheet, CSV file) of a return with several tables; None for one-table returns.
+    table_name: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
     # A query the council explained (in the feedback workbook's explanation column) no longer blocks.
     explanation: Mapped[str | None] = mapped_column(Text)

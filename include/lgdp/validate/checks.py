@@ -31,10 +31,14 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from typing import Callable
+
 from lgdp.specs.load import LoadedSpec
 from lgdp.specs.model import ItemType, ResolvedItem
 
-Kind = Literal["missing", "code", "range", "length", "format", "duplicate", "row_count", "rule"]
+STAGING_SCHEMA = "lgdp_staging"
+
+Kind = Literal["missing", "code", "range", "length", "format", "duplicate", "row_count", "rule", "query", "link"]
 
 ROW_COUNT_CODE = "ROWS"
 DUPLICATE_CODE = "KEY-DUP"
@@ -63,6 +67,9 @@ class Check:
     soda_type: str
     soda_fields: dict[str, Any] = field(default_factory=dict)
     soda_column: str | None = None
+    query: str | None = None
+    """For a query rule or a parent link: the SQL returning (_row_number, value) of each flagged row,
+    with ``${var.NAME}`` variables (the same text is Soda's ``failed_rows`` query)."""
 
     @property
     def item(self) -> str | None:
@@ -238,6 +245,152 @@ def rule_failing_sql(expression: str) -> str:
     return f"({expression}) IS NOT TRUE"
 
 
+# ---------------------------------------------------------------------------------------------
+# Rules that read the period's dates, other rows, other tables, last year and reference data.
+# Their SQL carries Soda-style variables, filled in by Soda for the contract and by
+# ``fill_variables`` for the failing rows, so both run the very same text.
+
+PERIOD_VARIABLES = {
+    "period_start": "PERIOD_START",
+    "period_end": "PERIOD_END",
+    "opens_on": "OPENS_ON",
+    "due_date": "DUE_DATE",
+    "closes_on": "CLOSES_ON",
+}
+REFERENCE_SCHEMA = "lgdp_reference"
+_VAR = re.compile(r"\$\{var\.([A-Z_]+)\}")
+
+
+def _param_sql() -> dict[str, str]:
+    return {p: f"CAST('${{var.{v}}}' AS DATE)" for p, v in PERIOD_VARIABLES.items()}
+
+
+def _source_sql(loaded: LoadedSpec) -> Callable[[str, str], str]:
+    from lgdp.specs.rulesql import PREVIOUS, REFERENCE
+
+    whole = loaded.whole
+
+    def source(db: str, name: str) -> str:
+        if db == REFERENCE:
+            return f"SELECT * FROM {quote_ident(REFERENCE_SCHEMA)}.{quote_ident(name)}"
+        table = quote_ident(STAGING_SCHEMA) + "." + quote_ident(whole.table(name).staging_name if whole.multi else whole.staging_name)
+        if db == PREVIOUS:
+            return (f"SELECT * FROM {table} WHERE _council_code = '${{var.COUNCIL}}' "
+                    "AND _submission_version_id = ${var.PREVIOUS}")
+        return (f"SELECT * FROM {table} WHERE _council_code = '${{var.COUNCIL}}' AND _period = '${{var.PERIOD}}' "
+                "AND _submission_version_id = ${var.VERSION}")
+
+    return source
+
+
+def _catalog(loaded: LoadedSpec):
+    from lgdp.specs.rulesql import Catalog
+
+    whole = loaded.whole
+    tables = {t.dataset: frozenset(it.name for it in t.items) for t in whole.tables}
+    ref = whole.reference
+    reference = {n: frozenset(c.name for c in t.columns) for n, t in (ref.tables.items() if ref else ())}
+    return Catalog(tables, reference)
+
+
+def _condition_sql(expression: str, columns: frozenset[str]) -> str:
+    from lgdp.specs import rulesql
+
+    if not rulesql.uses_parameters(expression):
+        return expression  # as written (and as linted): keeps the contract of older specs unchanged
+    tree = rulesql.parse_condition(expression, columns)
+    return rulesql.compile_condition(tree, _param_sql())
+
+
+def _query_checks(loaded: LoadedSpec) -> list[Check]:
+    """The query rules flagging this table's rows, and its parent link, as checks."""
+    from lgdp.specs import rulesql
+
+    whole = loaded.whole
+    out: list[Check] = []
+    catalog = _catalog(loaded)
+    source = _source_sql(loaded)
+    parent = None
+    if whole.multi:
+        table_spec = next(t for t in whole.spec.tables if t.name == loaded.dataset)
+        parent = table_spec.parent
+    if parent is not None:
+        items = tuple(parent.items)
+        cond = " AND ".join(f"p.{quote_ident(i)} = t.{quote_ident(i)}" for i in items)
+        present = " AND ".join(f"t.{quote_ident(i)} IS NOT NULL" for i in items)
+        shown = ", ".join(f"COALESCE(CAST(t.{quote_ident(i)} AS text), '(blank)')" for i in items)
+        text = (f"SELECT t._row_number, CONCAT_WS(' / ', {shown}) AS value FROM {loaded.dataset} AS t "
+                f"WHERE {present} AND NOT EXISTS (SELECT 1 FROM {parent.table} AS p WHERE {cond})")
+        tree = rulesql.parse_query(text, catalog, loaded.dataset)
+        query = rulesql.compile_query(tree, catalog, source, _param_sql())
+        what = " and ".join(_braces(loaded.item(i).wording.lower()) for i in items)
+        record = parent.table.replace("_", " ")
+        out.append(
+            Check(
+                f"LINK-{loaded.dataset}", "error", items, "link",
+                f"This row's {what} ({{value}}) is not in the {record} sheet. Every row here must belong to a row "
+                f"there: add the missing row to {record}, or correct the {what}.",
+                None, "failed_rows", {"query": query}, None, query,
+            )
+        )
+    for rule in whole.query_rules:
+        table = rule.table or whole.dataset
+        if table != loaded.dataset:
+            continue
+        tree = rulesql.parse_query(rule.query or "", catalog, table)
+        query = rulesql.compile_query(tree, catalog, source, _param_sql())
+        out.append(
+            Check(
+                rule.code, rule.severity.value, tuple(rule.items), "query",
+                _braces(rule.message), None, "failed_rows", {"query": query}, None, query,
+            )
+        )
+    return out
+
+
+def fill_variables(text: str, variables: dict[str, str]) -> str:
+    """``${var.NAME}`` replaced by its value, as Soda does (values checked by ``sql_variables``)."""
+    return _VAR.sub(lambda m: variables[m.group(1)], text)
+
+
+_COUNCIL_RE = re.compile(r"^S12\d{6}$")
+_PERIOD_RE = re.compile(r"^\d{4}(-\d{2})?(-Q[1-4])?$")
+
+
+def sql_variables(loaded: LoadedSpec, council: str, period: str, version_id: int, previous_id: int | None) -> dict[str, str]:
+    """The values of the checks' SQL variables for one submission version, each checked so that it
+    cannot change the SQL's meaning: council, period, version, the previous accepted version
+    (0 when there is none: ``previous.<table>`` is then empty) and the period's dates."""
+    if not _COUNCIL_RE.match(council or ""):
+        raise ValueError(f"{council!r} is not a council GSS code")
+    if not _PERIOD_RE.match(period or ""):
+        raise ValueError(f"{period!r} is not a period label")
+    for name, v in (("version id", version_id), ("previous version id", previous_id or 0)):
+        if not isinstance(v, int) or isinstance(v, bool):
+            raise ValueError(f"{name} must be an integer, not {v!r}")
+    out = {"COUNCIL": council, "PERIOD": period, "VERSION": str(int(version_id)), "PREVIOUS": str(int(previous_id or 0))}
+    out.update(period_dates(loaded, period))
+    return out
+
+
+def period_dates(loaded: LoadedSpec, period: str) -> dict[str, str]:
+    """PERIOD_START, PERIOD_END, OPENS_ON, DUE_DATE, CLOSES_ON of a period, as ISO dates."""
+    from lgdp.periods import period_from_label
+
+    p = period_from_label(loaded.whole.spec.collection, period)
+    return {
+        "PERIOD_START": p.starts_on.isoformat(),
+        "PERIOD_END": p.ends_on.isoformat(),
+        "OPENS_ON": p.opens_at.date().isoformat(),
+        "DUE_DATE": p.due_at.date().isoformat(),
+        "CLOSES_ON": p.closes_at.date().isoformat(),
+    }
+
+
+def uses_previous(loaded: LoadedSpec) -> bool:
+    return any("${var.PREVIOUS}" in (c.query or "") for c in checks(loaded))
+
+
 def checks(loaded: LoadedSpec) -> list[Check]:
     """Every check of the spec, in a stable order: row count, items in spec order, keys, rules."""
     out = [
@@ -260,14 +413,18 @@ def checks(loaded: LoadedSpec) -> list[Check]:
                 None, "duplicate", {"columns": list(keys)}, None,
             )
         )
+    columns = frozenset(it.name for it in loaded.items)
     for rule in loaded.spec.rules:
+        if rule.is_query:
+            continue
+        failing = rule_failing_sql(_condition_sql(rule.expression or "", columns))
         out.append(
             Check(
                 rule.code, rule.severity.value, tuple(rule.items), "rule",
-                _braces(rule.message), rule_failing_sql(rule.expression), "failed_rows",
-                {"expression": rule_failing_sql(rule.expression)}, None,
+                _braces(rule.message), failing, "failed_rows", {"expression": failing}, None,
             )
         )
+    out.extend(_query_checks(loaded))
     codes = [c.code for c in out]
     dupes = sorted({c for c in codes if codes.count(c) > 1})
     if dupes:
@@ -286,10 +443,12 @@ __all__ = [
     "Check",
     "check_by_code",
     "checks",
+    "fill_variables",
     "full_match",
     "key_partition_sql",
     "leading_zero_note",
     "quote_ident",
     "quote_literal",
     "rule_failing_sql",
+    "sql_variables",
 ]
