@@ -334,7 +334,8 @@ def test_formula_injection_is_neutralised_in_text_outputs(specs):
     assert csv.column("number_of_placements").to_pylist() == [-1, 1, 2, 3, 4, 5, None, 7]  # numbers untouched
     ws = load_workbook(io.BytesIO(built.files["clas_2025-26.xlsx"])).active
     cells = [c.value for c in ws["B"][1:]]
-    assert cells[:6] == expected[:6] and all(c.data_type != "f" for c in ws["B"])
+    # xlsx: text cells, never run, so the values are as accepted (no apostrophe needed)
+    assert cells[:6] == values[:6] and all(c.data_type == "s" for c in ws["B"][1:7])
     xml = built.files["clas_2025-26.xml"].decode()
     assert "<child_id>'=HYPERLINK(&quot;" in xml or "<child_id>'=HYPERLINK(\"" in xml
     assert "<child_id>'@SUM(A1)</child_id>" in xml

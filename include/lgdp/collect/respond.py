@@ -136,7 +136,8 @@ def version_feedback(loaded: LoadedSpec, period: str, council: str, version_id: 
 
 
 def accepted_csv(loaded: LoadedSpec, version_id: int) -> bytes:
-    """The version's rows as the platform holds them: spec item names, typed, in file order.
+    """The version's rows as the platform holds them: spec item names, typed, in file order; a text
+    value a spreadsheet would run as a formula gets a leading apostrophe, as in deliveries.
 
     PostgreSQL writes the CSV (``COPY ... TO STDOUT``), so a million rows cost seconds.
     """
@@ -146,7 +147,16 @@ def accepted_csv(loaded: LoadedSpec, version_id: int) -> bytes:
     from lgdp.ingest.staging import staging_table
     from lgdp.ledger.db import session
 
-    cols = sql.SQL(", ").join(sql.Identifier(i.name) for i in loaded.items)
+    from lgdp.distribute.formats import neutralised_sql
+    from lgdp.specs.model import ItemType
+    from lgdp.validate.checks import quote_ident
+
+    # Text values neutralised against formulas exactly as in deliveries (``distribute.formats``).
+    cols = sql.SQL(", ").join(
+        sql.SQL(f"{neutralised_sql(quote_ident(i.name))} AS {quote_ident(i.name)}")
+        if i.type in (ItemType.string, ItemType.code) else sql.Identifier(i.name)
+        for i in loaded.items
+    )
     query = sql.SQL(
         "COPY (SELECT _row_number AS source_row, {} FROM {} WHERE _submission_version_id = {} ORDER BY _row_number) "
         "TO STDOUT WITH (FORMAT csv, HEADER true)"

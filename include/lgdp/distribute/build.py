@@ -15,6 +15,7 @@ import pyarrow as pa
 
 from lgdp.distribute.formats import neutralise, to_csv, to_parquet, to_xlsx, to_xml
 from lgdp.distribute.pseudonymise import pseudonymise
+from lgdp.distribute.suppress import MARKER as SUPPRESSION_MARKER
 from lgdp.distribute.suppress import Suppressed, suppress
 from lgdp.specs.load import LoadedSpec
 from lgdp.specs.model import Distribution, ItemType
@@ -63,6 +64,80 @@ def decimal_columns(loaded: LoadedSpec, dist: Distribution) -> list[str]:
     return [c for c in dist.columns if loaded.item(c).type == ItemType.decimal]
 
 
+DELIVERED_TYPES = {
+    ItemType.string: "text",
+    ItemType.code: "text",
+    ItemType.integer: "integer",
+    ItemType.decimal: "decimal",
+    ItemType.date: "date",
+    ItemType.boolean: "boolean",
+}
+# How to read each delivered type with pandas (``docs/distribution.md`` shows the code): dates
+# are read as text and converted with ``pd.to_datetime(..., format="%Y-%m-%d")``.
+PANDAS_DTYPES = {"text": "string", "integer": "Int64", "decimal": "Float64", "date": "string", "boolean": "boolean"}
+
+
+def column_types(loaded: LoadedSpec, dist: Distribution) -> list[dict[str, object]]:
+    """Each delivered column's type, for ``manifest.json``: ``text`` for pseudonyms and suppressed
+    counts (they hold hex or the marker), else the item's type as delivered."""
+    suppressed = set(dist.suppression.items) if dist.suppression else set()
+    out: list[dict[str, object]] = []
+    for c in dist.columns:
+        it = loaded.item(c)
+        kind = "text" if c in dist.pseudonymise or c in suppressed else DELIVERED_TYPES[it.type]
+        entry: dict[str, object] = {"name": c, "type": kind, "item_type": it.type.value, "pandas_dtype": PANDAS_DTYPES[kind]}
+        if c in dist.pseudonymise:
+            entry["note"] = "pseudonym"
+        elif c in suppressed:
+            entry["note"] = f"count, or {SUPPRESSION_MARKER} when suppressed"
+        out.append(entry)
+    return out
+
+
+ISSUE_COLUMNS = ("council_code", "submission_version", "row", "items", "code", "severity", "message", "explanation")
+ISSUE_TEXT_COLUMNS = ("items", "code", "severity", "message", "explanation")
+
+
+def issues_file_name(return_id: str, period: str) -> str:
+    return f"{return_id}_{period}_issues.csv"
+
+
+def issues_table(
+    loaded: LoadedSpec, dist: Distribution, numbers: dict[str, int], found: list[tuple]
+) -> tuple[pa.Table, dict[str, dict[str, int]]]:
+    """(the issues and explanations this requester receives, counts per council).
+
+    ``found`` is ``ingest.explanations.issues_of_versions``'s rows. Entitled like the data: an
+    issue is delivered when every item it names is one of the requester's columns and none is
+    pseudonymised or suppressed for them (its message or explanation could give the value away);
+    an issue about the whole submission (no item) is delivered. The value as the council wrote it
+    is never delivered. Counts per council: ``issues``, ``queries``, ``explained``, ``withheld``.
+    """
+    suppressed = set(dist.suppression.items) if dist.suppression else set()
+    allowed = set(dist.columns) - set(dist.pseudonymise) - suppressed
+    cols: dict[str, list[object]] = {c: [] for c in ISSUE_COLUMNS}
+    per: dict[str, dict[str, int]] = {
+        c: {"issues": 0, "queries": 0, "explained": 0, "withheld": 0} for c in sorted(numbers)
+    }
+    for council, row, item, code, severity, message, explanation in found:
+        counts = per.setdefault(council, {"issues": 0, "queries": 0, "explained": 0, "withheld": 0})
+        items = [x.strip() for x in item.split(",")] if item else []
+        if not all(x in allowed for x in items):
+            counts["withheld"] += 1
+            continue
+        counts["issues"] += 1
+        if severity == "query":
+            counts["queries"] += 1
+            counts["explained"] += bool(explanation)
+        for name, value in zip(
+            ISSUE_COLUMNS, (council, numbers.get(council), row, item, code, severity, message, explanation)
+        ):
+            cols[name].append(value)
+    types = {"submission_version": pa.int64(), "row": pa.int64()}
+    table = pa.table({c: pa.array(v, types.get(c, pa.string())) for c, v in cols.items()})
+    return neutralise(table, ISSUE_TEXT_COLUMNS), per
+
+
 def prepare(table: pa.Table, dist: Distribution, key: bytes | None) -> tuple[pa.Table, int]:
     """(rows as every format delivers them before neutralisation, cells suppressed): pseudonyms
     replace identifiers first, then suppression. Row by row, so a delivery can be prepared a
@@ -82,12 +157,16 @@ def suppression_summary(dist: Distribution, cells: int) -> dict[str, object] | N
     return Suppressed(pa.table({}), cells).summary(dist.suppression) if dist.suppression is not None else None
 
 
-def text_file(loaded: LoadedSpec, dist: Distribution, period: str, delivery_version: int, fmt: str, safe: pa.Table) -> bytes:
-    """A text format (xlsx or xml; csv is written by ``to_csv``) from the neutralised rows."""
+def text_file(
+    loaded: LoadedSpec, dist: Distribution, period: str, delivery_version: int, fmt: str, safe: pa.Table,
+    raw: pa.Table | None = None,
+) -> bytes:
+    """A text format from the neutralised rows (``safe``); xlsx from the rows before neutralisation
+    (``raw``): it writes text as text cells, which no spreadsheet runs, so needs no apostrophe."""
     if fmt == "csv":
         return to_csv(safe)
     if fmt == "xlsx":
-        return to_xlsx(safe, loaded.spec.dataset, decimal_columns(loaded, dist))
+        return to_xlsx(raw if raw is not None else safe, loaded.spec.dataset, decimal_columns(loaded, dist))
     return to_xml(
         safe,
         loaded.spec.dataset,
@@ -117,15 +196,19 @@ def build(
         else:
             if safe is None:
                 safe = neutralise(table, texts)
-            files[name] = text_file(loaded, dist, period, delivery_version, fmt, safe)
+            files[name] = text_file(loaded, dist, period, delivery_version, fmt, safe, raw=table)
         formats[name] = fmt
     return Built(files, formats, table.num_rows, suppression_summary(dist, cells), list(dist.columns))
 
 
 __all__ = [
+    "ISSUE_COLUMNS",
     "Built",
     "FileRecord",
     "build",
+    "column_types",
+    "issues_file_name",
+    "issues_table",
     "decimal_columns",
     "file_name",
     "prepare",

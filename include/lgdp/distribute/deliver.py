@@ -27,7 +27,7 @@ import pyarrow as pa
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
-from lgdp.distribute.manifest import manifest, manifest_bytes, sha256_hex
+from lgdp.distribute.manifest import DeliveredIssues, manifest, manifest_bytes, sha256_hex
 from lgdp.distribute.publish import Destination, destination_for, publish_manifest, version_folder
 from lgdp.distribute.select import AcceptedSet, accepted_batches, accepted_set, validation_summary
 from lgdp.distribute.stream import read_ahead, stream_files
@@ -115,6 +115,26 @@ def claim(session: Session, loaded: LoadedSpec, period: str, dist: Distribution,
     return pending, last_published
 
 
+def deliver_issues(
+    loaded: LoadedSpec, dist: Distribution, period: str, accepted: AcceptedSet, dest: Destination, folder: str
+) -> DeliveredIssues:
+    """``<return>_<period>_issues.csv`` beside the data: each included council's issues and
+    explanations, entitled like the data (``build.issues_table``). Written before the manifest."""
+    from lgdp.distribute.build import FileRecord, issues_file_name, issues_table
+    from lgdp.distribute.formats import CONTENT_TYPES, to_csv
+    from lgdp.distribute.publish import join
+    from lgdp.ingest.explanations import issues_of_versions
+    from lgdp.ledger.db import session
+
+    with session() as s:
+        found = issues_of_versions(s, accepted.versions)
+    table, per = issues_table(loaded, dist, accepted.numbers, found)
+    data = to_csv(table)
+    name = issues_file_name(loaded.id, period)
+    dest.put(join(folder, name), data, CONTENT_TYPES["csv"])
+    return DeliveredIssues(FileRecord(name, "csv", len(data), sha256_hex(data)), table.num_rows, per)
+
+
 def deliver(
     loaded: LoadedSpec,
     period: str,
@@ -162,7 +182,10 @@ def deliver(
             validation = validation_summary(s, accepted)
         with closing(read_ahead(council_tables)) as batches:
             built = stream_files(loaded, dist, period, version, batches, key, dest, folder)
-        doc = manifest(loaded, dist, period, version, reason, accepted, built, validation, now or _now(), supersedes)
+        issues = deliver_issues(loaded, dist, period, accepted, dest, folder)
+        doc = manifest(
+            loaded, dist, period, version, reason, accepted, built, validation, now or _now(), supersedes, issues=issues
+        )
         data = manifest_bytes(doc)
         publish_manifest(dest, folder, data)
     except Exception as exc:
@@ -195,8 +218,8 @@ def deliver(
         missing=accepted.missing,
         manifest_sha256=digest,
         location=location,
-        files=[f.name for f in built.records],
+        files=[f.name for f in built.records] + [issues.record.name],
     )
 
 
-__all__ = ["DeliveryResult", "claim", "deliver", "deliveries"]
+__all__ = ["DeliveryResult", "claim", "deliver", "deliver_issues", "deliveries"]

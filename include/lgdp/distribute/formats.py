@@ -3,15 +3,17 @@
 **Formula injection.** A text cell that starts with ``=``, ``+``, ``-`` or ``@`` (or a tab or
 carriage return, which spreadsheets skip before such a character) is run as a formula when a
 CSV or workbook is opened in a spreadsheet: a council's free text must never become a
-requester's ``=HYPERLINK(...)``. In the *text outputs* (CSV, xlsx and XML) such values of
-text items get a leading apostrophe (``'=1+1``), the OWASP-recommended neutralisation; the
-requester sees the apostrophe, and the value is otherwise unchanged. Only text items are
-touched: numbers, dates, decimals (``-12.50`` is a number, not a formula), pseudonyms (hex) and
-the suppression marker cannot start a formula. Parquet is typed data for programs, not for
-spreadsheets, and keeps values exactly as accepted.
+requester's ``=HYPERLINK(...)``. In the CSV and XML outputs such values of text items get a
+leading apostrophe (``'=1+1``), the OWASP-recommended neutralisation; the requester sees the
+apostrophe, and the value is otherwise unchanged. Only text items are touched: numbers, dates,
+decimals (``-12.50`` is a number, not a formula), pseudonyms (hex) and the suppression marker
+cannot start a formula. In the xlsx output no apostrophe is needed: every text value is written
+as a text cell, which a spreadsheet shows and never runs, so the value is exactly as accepted.
+Parquet is typed data for programs, not for spreadsheets, and keeps values exactly as accepted.
 
-The CSV is UTF-8 with a header row, RFC 4180 quoting (text values in double quotes), ISO dates,
-``true``/``false``, and a blank for a missing value (an empty text value is ``""``).
+The CSV is UTF-8 with a header row, RFC 4180 records (CRLF line ends; text values in double
+quotes, a quote inside doubled), ISO dates, ``true``/``false``, and a blank for a missing value
+(an empty text value is ``""``). Each column's type is in ``manifest.json`` (``column_types``).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 FORMULA_START = r"^[=+\-@\t\r]"
+CSV_EOL = "\r\n"  # RFC 4180
 PARQUET_COMPRESSION = "zstd"
 XLSX_MAX_ROWS = 1_048_576 - 1  # Excel's sheet limit, less the header row
 _XML_ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
@@ -60,10 +63,21 @@ def neutralise(table: pa.Table, text_columns: Iterable[str]) -> pa.Table:
     return table
 
 
+def csv_options(header: bool = True) -> pacsv.WriteOptions:
+    """How every delivered CSV is written (whole, or streamed a slice at a time)."""
+    return pacsv.WriteOptions(include_header=header, quoting_style="needed", eol=CSV_EOL)
+
+
 def to_csv(table: pa.Table) -> bytes:
     buf = io.BytesIO()
-    pacsv.write_csv(table, buf, pacsv.WriteOptions(include_header=True, quoting_style="needed"))
+    pacsv.write_csv(table, buf, csv_options(True))
     return buf.getvalue()
+
+
+def neutralised_sql(column: str) -> str:
+    """SQL for one text column (a quoted identifier) with the neutralisation of
+    ``neutralise_column``, for a CSV PostgreSQL writes itself (a council's accepted data)."""
+    return f"CASE WHEN {column} ~ E'^[=+\\\\-@\\t\\r]' THEN '''' || {column} ELSE {column} END"
 
 
 def _decimal_type(column: pa.ChunkedArray) -> pa.DataType | None:
@@ -92,7 +106,10 @@ def to_parquet(table: pa.Table, decimal_columns: Iterable[str] = ()) -> bytes:
 
 
 def to_xlsx(table: pa.Table, sheet: str, decimal_columns: Iterable[str] = ()) -> bytes:
-    """One worksheet named after the dataset, header row then the rows (write-only: constant memory)."""
+    """One worksheet named after the dataset, header row then the rows (write-only: constant memory).
+
+    Give it the rows *before* neutralisation: text is written as text cells (never run as a
+    formula by any spreadsheet), so no apostrophe is added."""
     from openpyxl import Workbook
     from openpyxl.cell import WriteOnlyCell
 
@@ -119,13 +136,24 @@ def to_xlsx(table: pa.Table, sheet: str, decimal_columns: Iterable[str] = ()) ->
                     try:
                         out.append(Decimal(v))
                     except ArithmeticError:
-                        out.append(v)
+                        out.append(_text_cell(ws, v))
+                elif isinstance(v, str):
+                    out.append(_text_cell(ws, v))
                 else:
                     out.append(v)
             ws.append(out)
     buf = io.BytesIO()
     wb.save(buf)
     return buf.getvalue()
+
+
+def _text_cell(ws, value: str):
+    """A text cell, whatever the text starts with (openpyxl would make ``=...`` a formula)."""
+    from openpyxl.cell import WriteOnlyCell
+
+    cell = WriteOnlyCell(ws, value=value)
+    cell.data_type = "s"
+    return cell
 
 
 def _xml_text(value: object) -> str:
@@ -159,12 +187,15 @@ def to_xml(table: pa.Table, root: str, attributes: Mapping[str, str]) -> bytes:
 
 __all__ = [
     "CONTENT_TYPES",
+    "CSV_EOL",
     "FORMULA_START",
     "FormatError",
     "PARQUET_COMPRESSION",
     "XLSX_MAX_ROWS",
     "neutralise",
     "neutralise_column",
+    "neutralised_sql",
+    "csv_options",
     "to_csv",
     "to_parquet",
     "to_xlsx",

@@ -11,9 +11,10 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from lgdp.distribute.build import Built, FileRecord
+from lgdp.distribute.build import ISSUE_COLUMNS, Built, FileRecord
 from lgdp.distribute.select import AcceptedSet
 from lgdp.specs.load import LoadedSpec
 from lgdp.specs.model import Distribution
@@ -33,6 +34,15 @@ class Delivered(Protocol):
 MANIFEST_FORMAT = 1
 
 
+@dataclass(frozen=True)
+class DeliveredIssues:
+    """The issues file of a delivery: its record, rows and counts per council (no row data)."""
+
+    record: FileRecord
+    rows: int
+    by_council: dict[str, dict[str, int]] = field(default_factory=dict)
+
+
 def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -48,9 +58,21 @@ def manifest(
     validation: dict[str, Any],
     generated_at: dt.datetime,
     supersedes: int | None = None,
+    issues: DeliveredIssues | None = None,
 ) -> dict[str, Any]:
     """The manifest as a JSON-able dict (see ``docs/distribution.md`` for every field)."""
+    from lgdp.distribute.build import column_types
+
     names = {c.code: c.name for c in loaded.providers}
+    files = [
+        {"name": f.name, "format": f.format, "content": "data", "bytes": f.size, "sha256": f.sha256, "rows": built.rows}
+        for f in built.records
+    ]
+    if issues is not None:
+        f = issues.record
+        files.append(
+            {"name": f.name, "format": f.format, "content": "issues", "bytes": f.size, "sha256": f.sha256, "rows": issues.rows}
+        )
     return {
         "manifest_format": MANIFEST_FORMAT,
         "return": {"id": loaded.id, "title": loaded.spec.title, "spec_version": loaded.spec.version},
@@ -72,14 +94,23 @@ def manifest(
         "councils_missing": [{"code": code, "name": names.get(code, code)} for code in accepted.missing],
         "rows": built.rows,
         "columns": built.columns,
+        "column_types": column_types(loaded, dist),
         "pseudonymised": list(dist.pseudonymise),
         "pseudonymisation": "HMAC-SHA256 with this requester's key, lowercase hex" if dist.pseudonymise else None,
         "suppression": built.suppression,
-        "formula_neutralisation": "text values starting with = + - @ tab or CR are prefixed with ' in csv, xlsx and xml",
-        "files": [
-            {"name": f.name, "format": f.format, "bytes": f.size, "sha256": f.sha256, "rows": built.rows}
-            for f in built.records
-        ],
+        "formula_neutralisation": (
+            "text values starting with = + - @ tab or CR are prefixed with ' in csv and xml; "
+            "xlsx holds every text value as a text cell, never run, exactly as accepted"
+        ),
+        "files": files,
+        "issues": None if issues is None else {
+            "file": issues.record.name,
+            "rows": issues.rows,
+            "columns": list(ISSUE_COLUMNS),
+            "delivered": "each included council's issues and explanations on the delivered version, where every "
+            "item an issue names is a column delivered to this requester unpseudonymised and unsuppressed",
+            "by_council": [{"code": code, **n} for code, n in sorted(issues.by_council.items())],
+        },
         "validation": validation,
         "generated_at": generated_at.astimezone(dt.timezone.utc).isoformat(timespec="seconds"),
     }
@@ -89,4 +120,4 @@ def manifest_bytes(doc: dict[str, Any]) -> bytes:
     return (json.dumps(doc, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
 
 
-__all__ = ["MANIFEST_FORMAT", "MANIFEST_NAME", "manifest", "manifest_bytes", "sha256_hex"]
+__all__ = ["DeliveredIssues", "MANIFEST_FORMAT", "MANIFEST_NAME", "manifest", "manifest_bytes", "sha256_hex"]

@@ -44,7 +44,7 @@ from lgdp.distribute.build import (
     text_columns,
     text_file,
 )
-from lgdp.distribute.formats import CONTENT_TYPES, PARQUET_COMPRESSION, neutralise, to_parquet
+from lgdp.distribute.formats import CONTENT_TYPES, PARQUET_COMPRESSION, csv_options, neutralise, to_parquet
 from lgdp.distribute.publish import Destination, join
 from lgdp.specs.load import LoadedSpec
 from lgdp.specs.model import Distribution
@@ -104,7 +104,7 @@ def read_ahead(produce: Callable[[], Iterator[T]], depth: int = 1) -> Iterator[T
 
 def csv_bytes(table: pa.Table, header: bool) -> bytes:
     buf = io.BytesIO()
-    pacsv.write_csv(table, buf, pacsv.WriteOptions(include_header=header, quoting_style="needed"))
+    pacsv.write_csv(table, buf, csv_options(header))
     return buf.getvalue()
 
 
@@ -311,7 +311,7 @@ def stream_files(
             else:
                 if safe is None:
                     safe = neutralise(table, texts)
-                data = text_file(loaded, dist, period, delivery_version, fmt, safe)
+                data = text_file(loaded, dist, period, delivery_version, fmt, safe, raw=table)
             dest.put(join(folder, names[fmt]), data, CONTENT_TYPES[fmt])
             records[fmt] = FileRecord(names[fmt], fmt, len(data), hashlib.sha256(data).hexdigest())
             del data
