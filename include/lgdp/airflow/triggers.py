@@ -24,9 +24,12 @@ def backoff(failures: int, base: float) -> float:
 
 
 class CouncilFolderTrigger(BaseTrigger):
-    """Polls one council's SharePoint folder until a new or changed file appears or the window closes.
+    """Waits for a new or changed file in one council's SharePoint folder, or the window's close.
 
-    Honours ``Retry-After`` on 429/503 and backs off on other errors. Its event carries the
+    The folder is not polled by itself: a shared :class:`lgdp.collect.graph_shared.DriveWatcher`
+    asks Graph what changed in the whole drive once per poll interval and wakes the triggers whose
+    folder changed, which then list it. Honours ``Retry-After`` on 429/503 and backs off on other
+    errors. Its event carries the
     file references only (ids, names, etags), never content. ``seen`` travels in the event too,
     because ``dag.test`` replaces the defer kwargs (see the field notes).
     """
@@ -63,35 +66,63 @@ class CouncilFolderTrigger(BaseTrigger):
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        from lgdp.collect.graph import GraphThrottled, SharePointDrive
+        """Wait for the drive's watcher to say the folder changed, then list it (see graph_shared).
 
-        drive = SharePointDrive(conn_id=self.conn_id, drive_id=self.drive_id)
+        Thousands of these share one watcher per drive in the triggerer: one ``delta`` query per
+        poll for all of them, and a listing only for a folder that changed (or, at the start,
+        whose known contents show a file not seen yet).
+        """
+        from lgdp.collect.graph import GraphThrottled
+        from lgdp.collect.graph_shared import watcher_for
+
+        watcher = watcher_for(self.conn_id, self.drive_id)
+        sub = watcher.subscribe(self.folder, self.poll_interval)
         closes = dt.datetime.fromisoformat(self.closes_at)
         failures = 0
-        while True:
-            now = dt.datetime.now(dt.timezone.utc)
-            if now >= closes:
-                yield TriggerEvent({"status": "closed", "seen": self.seen})
-                return
-            try:
-                listing = [item_ref(i) for i in await drive.list_folder(self.folder)]
-                failures = 0
-            except GraphThrottled as exc:
-                wait = max(float(exc.retry_after_seconds or 0), 1.0)
-                self.log.info("Graph throttled listing %s; retrying in %.0f s", self.folder, wait)
-                await asyncio.sleep(min(wait, (closes - now).total_seconds() + 1))
-                continue
-            except Exception as exc:  # noqa: BLE001 - any outage: back off and keep waiting
-                failures += 1
-                wait = backoff(failures, self.poll_interval)
-                self.log.warning("Listing %s failed (%s); retrying in %.0f s", self.folder, type(exc).__name__, wait)
-                await asyncio.sleep(min(wait, (closes - now).total_seconds() + 1))
-                continue
-            fresh = new_items(listing, self.seen)
-            if fresh:
-                yield TriggerEvent({"status": "files", "items": fresh, "seen": self.seen})
-                return
-            await asyncio.sleep(min(self.poll_interval, max((closes - now).total_seconds(), 0) + 1))
+        try:
+            while True:
+                left = (closes - dt.datetime.now(dt.timezone.utc)).total_seconds()
+                if left <= 0:
+                    yield TriggerEvent({"status": "closed", "seen": self.seen})
+                    return
+                waiting_for = sub.changed if watcher.ready.is_set() else watcher.ready
+                if not waiting_for.is_set():
+                    await _wait_for(waiting_for, left + 1)
+                    continue
+                sub.changed.clear()
+                known = watcher.known_listing(self.folder)
+                if known is not None and not new_items(known, self.seen):
+                    continue  # nothing new as far as the drive's changes tell: wait for the next change
+                try:
+                    listing = [item_ref(i) for i in await watcher.drive.list_folder(self.folder)]
+                    failures = 0
+                except GraphThrottled as exc:
+                    wait = max(float(exc.retry_after_seconds or 0), 1.0)
+                    self.log.info("Graph throttled listing %s; retrying in %.0f s", self.folder, wait)
+                    await asyncio.sleep(min(wait, left + 1))
+                    sub.changed.set()
+                    continue
+                except Exception as exc:  # noqa: BLE001 - any outage: back off and keep waiting
+                    failures += 1
+                    wait = backoff(failures, self.poll_interval)
+                    self.log.warning("Listing %s failed (%s); retrying in %.0f s", self.folder, type(exc).__name__, wait)
+                    await asyncio.sleep(min(wait, left + 1))
+                    sub.changed.set()
+                    continue
+                fresh = new_items(listing, self.seen)
+                if fresh:
+                    yield TriggerEvent({"status": "files", "items": fresh, "seen": self.seen})
+                    return
+        finally:
+            watcher.unsubscribe(sub)
+
+
+async def _wait_for(event: asyncio.Event, timeout: float) -> None:
+    """Until the event is set or ``timeout`` seconds pass."""
+    try:
+        await asyncio.wait_for(event.wait(), timeout=timeout)
+    except asyncio.TimeoutError:
+        pass
 
 
 def item_ref(item: Any) -> dict[str, Any]:

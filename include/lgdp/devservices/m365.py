@@ -233,6 +233,13 @@ class StandInState:
         self._sha_cache: dict[tuple[str, int, int], str] = {}
         self.upload_lock = threading.Lock()
         self.upload_session_seconds = UPLOAD_SESSION_SECONDS
+        # Request counters by app ("graph", "token"), never truncated like the log (benchmarks).
+        self.counters: dict[str, int] = {}
+        # delta: token -> the drive as it was then (rel -> (is_folder, size, mtime_ns)); pages of a
+        # delta answer not yet fetched: cursor -> (items left, the token of the final deltaLink).
+        self.delta_lock = threading.Lock()
+        self.delta_snapshots: dict[str, dict[str, tuple[bool, int, int]]] = {}
+        self.delta_cursors: dict[str, tuple[list[str], list[str], str]] = {}
 
     # --- tokens -------------------------------------------------------------------------------
     def sign(self, text: str) -> str:
@@ -278,6 +285,7 @@ class StandInState:
 
     def log(self, entry: dict[str, Any]) -> None:
         with self.lock:
+            self.counters[entry["app"]] = self.counters.get(entry["app"], 0) + 1
             self._seq += 1
             entry["seq"] = self._seq
             self.requests.append(entry)
@@ -341,6 +349,33 @@ class StandInState:
                     self._sha_cache.clear()
                 self._sha_cache[key] = sha
         return sha
+
+    # --- delta: what changed in a drive since a token ------------------------------------------
+    def drive_snapshot(self, drive_id: str) -> dict[str, tuple[bool, int, int]]:
+        """Every item under the drive's root: rel -> (is_folder, size, mtime_ns); hidden names skipped."""
+        root = self.drive_root(drive_id)
+        snap: dict[str, tuple[bool, int, int]] = {}
+        for dirpath, dirnames, filenames in os.walk(root):
+            dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+            base = Path(dirpath).relative_to(root).as_posix()
+            base = "" if base == "." else base
+            for name in dirnames + [f for f in filenames if not f.startswith(".")]:
+                rel = f"{base}/{name}" if base else name
+                try:
+                    st = (root / rel).stat()
+                except OSError:
+                    continue
+                is_dir = name in dirnames
+                snap[rel] = (is_dir, 0 if is_dir else st.st_size, st.st_mtime_ns)
+        return snap
+
+    def new_delta_token(self, snapshot: dict[str, tuple[bool, int, int]]) -> str:
+        token = secrets.token_urlsafe(16)
+        with self.delta_lock:
+            self.delta_snapshots[token] = snapshot
+            while len(self.delta_snapshots) > 64:  # a token older than that answers 410, as Graph may
+                self.delta_snapshots.pop(next(iter(self.delta_snapshots)))
+        return token
 
     # --- upload sessions: <state>/uploads/<id>.json (the session) and <id>.part (the bytes) -----
     def upload_part(self, session_id: str) -> Path:
@@ -546,6 +581,12 @@ def _install_admin(app, state: StandInState) -> None:
         with state.lock:
             state.requests.clear()
 
+    @app.get("/_admin/counters")
+    def counters() -> dict[str, int]:
+        """Requests served by app since start (the log keeps only the latest ones)."""
+        with state.lock:
+            return dict(state.counters)
+
     @app.get("/_admin/mail")
     def list_mail() -> list[dict[str, Any]]:
         return read_mail(state)
@@ -603,6 +644,75 @@ def create_graph_app(state: StandInState):
             body["@odata.nextLink"] = str(
                 request.url.include_query_params(**{"$skiptoken": str(skip + top), "$top": str(top)})
             )
+        return JSONResponse(body)
+
+    def delta(request: Request, drive_id: str, rel: str) -> Response:
+        """``GET /drives/{id}/root/delta``: what changed since ``token`` (everything without one).
+
+        Like SharePoint: only on the root; ``token=latest`` returns nothing but a deltaLink for
+        now; an unknown or expired token answers 410 ``resyncRequired``; changed items come
+        parents first, deleted ones with a ``deleted`` facet; ``parentReference`` carries the
+        parent's id but no ``path`` (Graph leaves it out of delta answers: track items by id).
+        Pages of ``$top`` (default the page size) are linked by ``@odata.nextLink``; the last page
+        has the ``@odata.deltaLink`` to use next time.
+        """
+        if rel:
+            return _error(400, "invalidRequest", "delta is only supported on the root of a SharePoint drive.")
+        base = str(request.base_url)
+        link = f"{base}v1.0/drives/{quote(drive_id, safe='!')}/root/delta"
+        try:
+            top = max(1, min(int(request.query_params.get("$top", state.page_size)), state.page_size))
+        except ValueError:
+            return _error(400, "invalidRequest", "Invalid $top.")
+        cursor = request.query_params.get("$skiptoken")
+        if cursor is not None:
+            with state.delta_lock:
+                pending = state.delta_cursors.pop(cursor, None)
+            if pending is None:
+                return _error(410, "resyncRequired", "The page of this delta query expired; start again.")
+            changed, deleted, token = pending
+        else:
+            token_in = request.query_params.get("token")
+            now = state.drive_snapshot(drive_id)
+            if token_in == "latest":
+                changed, deleted = [], []
+            elif token_in:
+                with state.delta_lock:
+                    before = state.delta_snapshots.get(token_in)
+                if before is None:
+                    return _error(410, "resyncRequired", "The delta token is not known or has expired; resync.")
+                changed = [r for r, v in now.items() if before.get(r) != v]
+                deleted = [r for r in before if r not in now]
+            else:
+                changed, deleted = list(now), []
+            changed.sort(key=lambda r: (r.count("/"), r))
+            if changed or deleted or not token_in:
+                changed.insert(0, "")  # the root comes first, as in Graph's answers
+            token = state.new_delta_token(now)
+        value: list[dict[str, Any]] = []
+        while deleted and len(value) < top:
+            r = deleted.pop(0)
+            parent = r.rsplit("/", 1)[0] if "/" in r else ""
+            value.append({"id": item_id_for(r), "name": r.rsplit("/", 1)[-1], "deleted": {"state": "deleted"},
+                          "parentReference": {"driveId": drive_id, "driveType": "documentLibrary", "id": item_id_for(parent)}})
+        while changed and len(value) < top:
+            r = changed.pop(0)
+            try:
+                item = state.item_json(base, drive_id, r, state.resolve(drive_id, r)[1])
+            except (OSError, NotFound, PathRefused):
+                continue  # gone since the snapshot: the next delta reports it deleted
+            item["parentReference"].pop("path", None)
+            value.append(item)
+        body: dict[str, Any] = {"@odata.context": f"{base}v1.0/$metadata#Collection(driveItem)", "value": value}
+        if changed or deleted:
+            cursor = secrets.token_urlsafe(12)
+            with state.delta_lock:
+                state.delta_cursors[cursor] = (changed, deleted, token)
+                while len(state.delta_cursors) > 256:
+                    state.delta_cursors.pop(next(iter(state.delta_cursors)))
+            body["@odata.nextLink"] = f"{link}?$skiptoken={cursor}&$top={top}"
+        else:
+            body["@odata.deltaLink"] = f"{link}?token={token}"
         return JSONResponse(body)
 
     async def create_folder(request: Request, drive_id: str, rel: str, path: Path) -> Response:
@@ -812,6 +922,8 @@ def create_graph_app(state: StandInState):
             return Response(status_code=204)
         if suffix == "children" and method == "GET":
             return list_children(request, drive_id, rel, path)
+        if suffix == "delta" and method == "GET":
+            return delta(request, drive_id, rel)
         if suffix == "children" and method == "POST":
             return await create_folder(request, drive_id, rel, path)
         if suffix == "content" and method == "GET":
@@ -1121,6 +1233,11 @@ class M365StandIn:
     def clear_requests(self) -> None:
         with self.state.lock:
             self.state.requests.clear()
+
+    def counters(self) -> dict[str, int]:
+        """Requests served by app ("graph", "token") since start."""
+        with self.state.lock:
+            return dict(self.state.counters)
 
     def upload_sessions(self) -> list[UploadSession]:
         """Upload sessions not yet finished or cancelled (expired ones included until swept)."""
