@@ -150,8 +150,8 @@ def build_workbook(meta: FeedbackMeta, issues: Sequence[FeedbackIssue]) -> bytes
     wb = Workbook(write_only=True)
     bold = Font(bold=True)
 
-    wrap = Alignment(wrap_text=True, vertical="top")
-    top = Alignment(vertical="top")
+    wrap = Alignment(wrap_text=True, vertical="top", horizontal="left")
+    top = Alignment(vertical="top", horizontal="left")
     summary = wb.create_sheet(SUMMARY_SHEET)
     for letter, width in zip("AB", SUMMARY_WIDTHS):
         summary.column_dimensions[letter].width = width
@@ -220,7 +220,7 @@ def build_workbook(meta: FeedbackMeta, issues: Sequence[FeedbackIssue]) -> bytes
         sized = row_height(sheet, iter([n]), [(i.item, WIDTHS[1]), (i.value, WIDTHS[2]), (i.message, WIDTHS[5]),
                                               (i.explanation, WIDTHS[6])])
         sheet.append([
-            i.row,
+            cell(sheet, i.row, alignment=top),
             text_cell(sheet, i.item, alignment=wrap),
             text_cell(sheet, i.value, alignment=wrap),
             text_cell(sheet, i.code, alignment=top),
