@@ -39,6 +39,9 @@ def _session() -> Iterator[Any]:
         yield s
 
 
+Db = Annotated[Any, Depends(_session)]
+
+
 def _today() -> dt.date:
     from lgdp.periods import LONDON
 
@@ -72,7 +75,8 @@ def create_app(
         redoc_url=None,
     )
     deps = [Depends(authenticate)] if authenticate is not None else []
-    Db = Annotated[Any, Depends(session_dependency)]
+    if session_dependency is not _session:
+        app.dependency_overrides[_session] = session_dependency
 
     @app.exception_handler(StarletteHTTPException)
     async def _auth_redirect(request: Request, exc: StarletteHTTPException):  # noqa: ANN202
