@@ -441,6 +441,8 @@ def _demo(args: argparse.Namespace) -> int:
             print(f"[lgdp] Azurite could not start: {e}", file=sys.stderr)
             return 1
         airflow_home = Path(env["AIRFLOW_HOME"])
+        if not args.smoke:  # every return with a period open today and councils played through it (lgdp.demo_seed)
+            __import__("lgdp.demo_seed", fromlist=["start"]).start(env, m365, args.port)
         # Airflow's four components, each restarted if it exits (a database restart ends them)
         proc = Supervisor(env, quiet=args.quiet).start()
         if not wait_healthy(args.port, args.timeout):
