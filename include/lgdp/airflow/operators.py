@@ -371,3 +371,73 @@ class CollectWaitTrigger(CouncilFolderTrigger):
                 await first
             with contextlib.suppress(BaseException):
                 await folder.aclose()
+
+
+class LateFilesOperator(BaseOperator):
+    """Files councils drop after their submission was accepted, once their collect task has ended.
+
+    The collect task answers such a file itself while it runs; after it has succeeded nobody would
+    look in the folder again. This task (the platform DAG ``late_files``) looks in the folder of
+    every accepted council of every period still open, keeps each new file (archived, recorded in
+    ``lgdp.late_files``) and tells the council, once, that the accepted version stands and who can
+    reopen the return. A folder that cannot be read is logged and tried on the next run; it never
+    fails the others. Returns counts only.
+    """
+
+    ui_color = "#fcf3cf"
+
+    def __init__(self, *, conn_id: str = "msgraph_sharepoint", drive_id: str | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.conn_id = conn_id
+        self.drive_id = drive_id
+
+    def execute(self, context: Any, now: dt.datetime | None = None) -> dict[str, int]:
+        from sqlalchemy import select
+
+        from lgdp.airflow.triggers import new_items
+        from lgdp.collect.graph import SharePointDrive, folder_path
+        from lgdp.collect.process import keep_if_late, submission_state
+        from lgdp.collect.respond import deliver, pending
+        from lgdp.ledger.db import session
+        from lgdp.ledger.models import CollectionPeriod, ExpectedSubmission, SubmissionStatus
+        from lgdp.specs.load import load_register
+
+        now = now or dt.datetime.now(dt.timezone.utc)
+        drive = SharePointDrive(conn_id=self.conn_id, drive_id=self.drive_id)
+        counts = {"folders": 0, "late_files": 0, "notices": 0, "problems": 0}
+        specs = {s.id: s for s in load_register().approved()}
+        with session() as s:
+            accepted = s.execute(
+                select(CollectionPeriod.return_id, CollectionPeriod.period, ExpectedSubmission.council_code)
+                .join(ExpectedSubmission, ExpectedSubmission.period_id == CollectionPeriod.id)
+                .where(
+                    CollectionPeriod.opens_at <= now,
+                    CollectionPeriod.closes_at > now,
+                    ExpectedSubmission.status == SubmissionStatus.accepted,
+                )
+                .order_by(CollectionPeriod.return_id, CollectionPeriod.period, ExpectedSubmission.council_code)
+            ).all()
+        for return_id, period, council in accepted:
+            loaded = specs.get(return_id)
+            if loaded is None:
+                continue
+            counts["folders"] += 1
+            try:
+                state = submission_state(return_id, period, council)
+                listing = [item_ref(i) for i in drive.list_folder_sync(folder_path(return_id, period, council))]
+                for ref in new_items(listing, state.seen):
+                    read = read_settled(drive, ref)
+                    if read is not None and keep_if_late(loaded, period, council, read[1], read[0]) is not None:
+                        counts["late_files"] += 1
+                for owed in pending(return_id, period, council):
+                    if owed.kind == "late":
+                        deliver(loaded, period, council, owed, drive)
+                        counts["notices"] += 1
+            except Exception as exc:  # noqa: BLE001 - one folder's outage must not hide the others
+                counts["problems"] += 1
+                self.log.warning("%s %s %s: late files not checked now (%s)", return_id, period, council, type(exc).__name__)
+        self.log.info(
+            "Checked %d accepted councils' folders: %d late file(s) kept, %d notice(s) sent, %d folder(s) to retry",
+            counts["folders"], counts["late_files"], counts["notices"], counts["problems"],
+        )
+        return counts
