@@ -7,6 +7,7 @@ from functools import lru_cache
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
+from markupsafe import Markup, escape
 
 from lgdp.periods import LONDON
 
@@ -43,6 +44,36 @@ def _heat(n: int, top: int) -> int:
     if n <= 0 or top <= 0:
         return 0
     return max(1, min(5, round(5 * n / top)))
+
+
+def matrix_cells(p: Any, prefix: str, abbrev: dict[str, str]) -> list[Markup]:
+    """The progress matrix's cells, one Markup string per row (5,440 cells in a few milliseconds).
+
+    Built here rather than in the template: every piece (council name, link, status label) is
+    escaped once per council or status instead of once per cell.
+    """
+    councils = [(code, escape(name)) for code, name in p.councils]
+    label = {s: escape(STATUS_LABELS.get(s, s)) for s in STATUS_LABELS}
+    short = {s: escape(a) for s, a in abbrev.items()}
+    base = escape(prefix)
+    out = []
+    for row in p.rows:
+        href = f"{base}/submissions/{escape(row.return_id)}/{escape(row.period)}/"
+        parts = []
+        cells = row.cells
+        late = row.overdue
+        for code, name in councils:
+            s = cells.get(code)
+            if s is None:
+                parts.append('<td class="cell"></td>')
+                continue
+            over = late and s != "accepted"
+            parts.append(
+                f'<td class="cell st-{s}{" overdue" if over else ""}" data-council="{code}" data-status="{s}">'
+                f'<a href="{href}{code}" title="{name}: {label.get(s, s)}{" (overdue)" if over else ""}">{short.get(s, "")}</a></td>'
+            )
+        out.append(Markup("".join(parts)))
+    return out
 
 
 @lru_cache(maxsize=1)

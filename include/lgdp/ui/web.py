@@ -21,7 +21,7 @@ from lgdp.ui import calendar as cal
 from lgdp.ui import council as councils
 from lgdp.ui import progress as prog
 from lgdp.ui import register as reg
-from lgdp.ui.render import render
+from lgdp.ui.render import matrix_cells, render
 
 log = logging.getLogger(__name__)
 
@@ -193,7 +193,8 @@ def create_app(
         request: Request, db: Db, return_id: Annotated[str | None, Query(pattern=r"^([a-z][a-z0-9_]{1,39})?$")] = None
     ) -> HTMLResponse:
         p = prog.progress(db, return_id=return_id or None)
-        return page(request, "progress.html", page="progress", p=p, statuses=prog.STATUSES, abbrev=ABBREV, return_id=return_id)
+        cells = matrix_cells(p, request.scope.get("root_path", ""), ABBREV)
+        return page(request, "progress.html", page="progress", p=p, cells=cells, statuses=prog.STATUSES, return_id=return_id)
 
     @pages.get("/submissions/{return_id}/{period}/{council}", response_class=HTMLResponse, summary="Submission page", responses=NOT_FOUND)
     def submission_page(request: Request, return_id: ReturnId, period: PeriodLabel, council: CouncilCode, db: Db) -> HTMLResponse:
