@@ -21,7 +21,8 @@ node_modules/.installed: package.json package-lock.json
 # Debian packages the tests and the demo drive: a headless Chromium (UI tests), LibreOffice Calc
 # (spreadsheet round trips re-saved through a real spreadsheet application) and poppler-utils (PDF
 # checks). Installed with apt-get when missing (needs root, as on CI); `SKIP_APT=1` skips the step.
-DEBIAN_PACKAGES := chromium libreoffice-calc-nogui poppler-utils fonts-dejavu-core
+# docker-compose (1.29) validates docker-compose.yaml offline, without an engine (tests/test_deployment.py).
+DEBIAN_PACKAGES := chromium libreoffice-calc-nogui poppler-utils fonts-dejavu-core docker-compose
 system-packages:
 	@if [ -n "$(SKIP_APT)" ]; then exit 0; fi; \
 	missing=""; for p in $(DEBIAN_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -52,6 +53,8 @@ bench: install
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/validate.py
 	$(BIN)/python bench/distribute.py
+	$(BIN)/python bench/triggers.py
+	$(BIN)/python bench/peak.py
 
 ## Re-freeze constraints.txt from the current environment after changing requirements.txt.
 constraints: install
