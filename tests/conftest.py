@@ -42,6 +42,10 @@ def pytest_configure(config: pytest.Config) -> None:
     env["AIRFLOW__LOGGING__LOGGING_LEVEL"] = "WARNING"
     os.environ.update({k: v for k, v in env.items() if k.startswith(("AIRFLOW", "LGDP", "SODA"))})
     os.environ["LGDP_CACHE_DIR"] = str(tmp / "cache")
+    # The one-table paths are tested on CLAS as it was before it became a return of several tables
+    # (tests/specs_one_table/clas.yaml, with the other specs linked in); tests of the real,
+    # multi-table CLAS (tests/test_multi_table.py and others) load return_specs/ explicitly.
+    os.environ["LGDP_SPECS_DIR"] = str(ROOT / "tests" / "specs_one_table")
     (tmp / "airflow").mkdir()
 
 

@@ -30,7 +30,7 @@ def two_council_specs(tmp_path, monkeypatch):
     """CLAS for Edinburgh and Glasgow, its current period open for a year from its opening."""
     specs = tmp_path / "specs"
     shutil.copytree(ROOT / "return_specs" / "shared", specs / "shared")
-    text_ = (ROOT / "return_specs" / "clas.yaml").read_text()
+    text_ = (ROOT / "tests" / "specs_one_table" / "clas.yaml").read_text()
     text_ = text_.replace("providers: all", f"providers: [{EDINBURGH}, {GLASGOW}]")
     text_ = re.sub(r"closes_days_after_opening: \d+", "closes_days_after_opening: 500", text_)
     text_ = text_[: text_.index("\ndistribution:")] + "\n"  # delivery is tested on its own (test_distribute*)

@@ -38,7 +38,7 @@ def specs(tmp_path, monkeypatch, azurite):
     folder = tmp_path / "specs"
     shutil.copytree(ROOT / "return_specs" / "shared", folder / "shared")
     for name in ("clas", "temporary_accommodation_monthly"):
-        text_ = (ROOT / "return_specs" / f"{name}.yaml").read_text()
+        text_ = (ROOT / "tests" / "specs_one_table" / f"{name}.yaml").read_text()
         text_ = text_.replace("providers: all", f"providers: [{EDINBURGH}, {GLASGOW}]")
         text_ = re.sub(r"closes_days_after_opening: \d+", "closes_days_after_opening: 500", text_)
         text_ = text_.replace(

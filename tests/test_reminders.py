@@ -42,7 +42,7 @@ def six_council_specs(tmp_path, monkeypatch):
     """CLAS for six councils (the specs folder the tasks read)."""
     specs = tmp_path / "specs"
     shutil.copytree(ROOT / "return_specs" / "shared", specs / "shared")
-    text = (ROOT / "return_specs" / "clas.yaml").read_text()
+    text = (ROOT / "tests" / "specs_one_table" / "clas.yaml").read_text()
     (specs / "clas.yaml").write_text(text.replace("providers: all", f"providers: [{', '.join(SIX)}]"))
     monkeypatch.setenv("LGDP_SPECS_DIR", str(specs))
     return specs
@@ -356,7 +356,7 @@ def test_return_dag_sends_the_reminder_due_today_once(tmp_path, m365, smtp, airf
 
     specs = tmp_path / "specs"
     shutil.copytree(ROOT / "return_specs" / "shared", specs / "shared")
-    text = (ROOT / "return_specs" / "clas.yaml").read_text().replace("providers: all", f"providers: [{EDINBURGH}, {GLASGOW}, {MORAY}]")
+    text = (ROOT / "tests" / "specs_one_table" / "clas.yaml").read_text().replace("providers: all", f"providers: [{EDINBURGH}, {GLASGOW}, {MORAY}]")
     text = re.sub(r'time: "09:00"', 'time: "00:00"', text)
     (specs / "clas.yaml").write_text(text)
     monkeypatch.setenv("LGDP_SPECS_DIR", str(specs))

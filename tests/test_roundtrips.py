@@ -145,7 +145,7 @@ def specs(tmp_path, monkeypatch):
     for requesters defined in the test, to a local folder)."""
     folder = tmp_path / "specs"
     shutil.copytree(ROOT / "return_specs" / "shared", folder / "shared")
-    text_ = (ROOT / "return_specs" / "clas.yaml").read_text()
+    text_ = (ROOT / "tests" / "specs_one_table" / "clas.yaml").read_text()
     text_ = text_.replace("providers: all", f"providers: [{EDINBURGH}, {GLASGOW}]")
     text_ = re.sub(r"closes_days_after_opening: \d+", "closes_days_after_opening: 500", text_)
     text_ = text_[: text_.index("\ndistribution:")] + "\n"

@@ -92,7 +92,7 @@ def _cmd_synth(args: argparse.Namespace) -> int:
         return 2
     print(f"wrote {args.output} ({loaded.id}, {args.council}, {period})")
     for f in placed:
-        print(f"  fault {f.kind}: row {f.row_number}" + (f", item {f.item}" if f.item else ""))
+        print(f"  fault {f.kind}: " + (f"{f.table} " if getattr(f, "table", None) else "") + f"row {f.row_number}" + (f", item {f.item}" if f.item else ""))
     return 0
 
 

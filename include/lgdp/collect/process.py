@@ -111,8 +111,9 @@ def process_upload(loaded: LoadedSpec, period: str, council: str, ref: dict[str,
 
 
 def process_file(loaded: LoadedSpec, period: str, council: str, ref: dict[str, Any], data: bytes) -> Outcome:
+    loaded = loaded.for_period(period)  # the rule book in force for this period (yearly changes)
     from lgdp.ingest.archive import archive_file
-    from lgdp.ingest.load import load_version
+    from lgdp.ingest.load import load_result
     from lgdp.ingest.versions import (
         expected_submission,
         record_issues,
@@ -150,7 +151,7 @@ def process_file(loaded: LoadedSpec, period: str, council: str, ref: dict[str, A
     structural_errors = any(i.severity == "error" and i.code not in CHECKED_DESPITE for i in issues)
     with session() as s, s.begin():  # 3. rows and the file's own issues together
         if result.table is not None:
-            rows = load_version(s, loaded, version_id, council, period, result.table)
+            rows = load_result(s, loaded, version_id, council, period, result)  # every table of the return
         record_issues(s, version_id, issues)
         if result.table is None or structural_errors:
             set_version_outcome(s, version_id, "rejected", rows_loaded=rows)

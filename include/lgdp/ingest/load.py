@@ -194,4 +194,24 @@ def _load(raw, loaded: LoadedSpec, version_id: int, council_code: str, period: s
     return count
 
 
-__all__ = ["BATCH_ROWS", "LOAD_LOCK_CLASS", "load_version", "loaded_rows"]
+def load_result(conn: Any, loaded: LoadedSpec, version_id: int, council_code: str, period: str, result: Any,
+                *, replace: bool = False) -> int:
+    """Load a parsed submission (``lgdp.parse.ParseResult``): its one table, or every table of a
+    return of several tables (each into its own staging table, in the same transaction). Returns
+    the number of rows loaded, over all tables."""
+    if not loaded.multi:
+        return load_version(conn, loaded, version_id, council_code, period, result.table, replace=replace)
+    if result.tables is None:
+        raise ValueError(f"the parsed submission of {loaded.id!r} does not have every table")
+    return sum(
+        load_version(conn, view, version_id, council_code, period, result.tables[view.dataset], replace=replace)
+        for view in loaded.tables
+    )
+
+
+def loaded_rows_all(conn: Any, loaded: LoadedSpec, version_id: int) -> int:
+    """Rows of the version over every table of the return."""
+    return sum(loaded_rows(conn, view, version_id) for view in loaded.tables)
+
+
+__all__ = ["BATCH_ROWS", "LOAD_LOCK_CLASS", "load_result", "load_version", "loaded_rows", "loaded_rows_all"]

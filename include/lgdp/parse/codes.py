@@ -12,6 +12,7 @@ checks that every code here appears there.
 * ``TYPE-*``: a value that cannot be read as its item's type.
 * ``ID-*``: the file belongs to another council or another return.
 * ``XSD-*``: an XML file that does not match the return's XML Schema.
+* ``TBL-*``: a return of several tables (sheets, CSV files) with a table missing or one too many.
 """
 
 from __future__ import annotations
@@ -124,6 +125,16 @@ _DEFS = [
     CodeDef("ID-002", "error", "File for a different return",
             "This file looks like the {other} return ({evidence}), not {this}. Upload it to the "
             "{other} folder, and send the {this} file here."),
+    # -- several tables -------------------------------------------------------------------------
+    CodeDef("TBL-001", "error", "Table missing",
+            "The {table} table is missing: this return has {count} tables ({tables}), each on its own "
+            "{where}. Add the {table} {kind} (the template shows its columns) and upload again."),
+    CodeDef("TBL-002", "error", "Unexpected sheet or file",
+            "The {kind} '{name}' is not one of this return's tables ({tables}). Rename it to the "
+            "table it holds, or remove it, and upload again."),
+    CodeDef("TBL-003", "error", "One table sent alone",
+            "This return has {count} tables ({tables}). Send them together: the xlsx template with "
+            "one sheet per table, or one zip file holding {files}.", True),
     # -- XML schema -----------------------------------------------------------------------------
     CodeDef("XSD-001", "error", "XML does not match the schema",
             "The XML does not match this return's schema (the .xsd file in your folder): {detail}. "

@@ -42,6 +42,8 @@ class ParseResult:
     rows: int
     details: dict[str, Any] = field(default_factory=dict)
     """How the file was read: encoding, delimiter, sheet, seconds (never row data)."""
+    tables: dict[str, pa.Table] | None = None
+    """A return of several tables: each table's typed rows (None unless every table was read)."""
 
     @property
     def errors(self) -> list[Issue]:
@@ -76,6 +78,10 @@ def parse_submission(
     another council are ID-001). ``others`` are the other returns, used to recognise a file sent
     for a different return (ID-002); by default the register is loaded once and cached.
     """
+    if loaded.multi:  # one sheet (or CSV file) per table: lgdp.parse.tables reads each with this function
+        from lgdp.parse.tables import parse_tables
+
+        return parse_tables(loaded, filename, data, council_code=council_code, limits=limits)
     limits = limits or Limits.from_env()
     started = time.monotonic()
     box: dict[str, Any] = {}

@@ -48,7 +48,7 @@ SAFE_FUNCTIONS = frozenset(
     row_number rank dense_rank lag lead first_value last_value nth_value ntile percent_rank
     cume_dist age date_part date_trunc extract make_date date_add date_sub datediff
     current_date to_char to_date to_number cast try_cast array array_length cardinality
-    unnest generate_series exists in between like ilike similar_to any all
+    unnest generate_series exploding_generate_series exists in between like ilike similar_to any all
     years months days justify_days interval timestamp_trunc str_to_date time_to_str
     date_diff date_from_parts datetrunc ts_or_ds_to_date ts_or_ds_add
     """.split()
@@ -183,6 +183,9 @@ def parse_query(text: str, catalog: Catalog, table: str) -> exp.Expression:
     ctes = {str(c.alias).lower() for c in tree.find_all(exp.CTE)}
     aliases: dict[str, frozenset[str] | None] = {}
     for t in tree.find_all(exp.Table):
+        if not isinstance(t.this, exp.Identifier):  # a set-returning function (its name was checked above)
+            aliases[str(t.alias_or_name).lower()] = None
+            continue
         db, name = _table_key(t)
         if t.args.get("catalog"):
             raise RuleSqlError(f"the query reads {t.sql()}: only this return's tables, previous.<table> and reference.<name>")
@@ -258,6 +261,8 @@ def compile_query(
 
     def replace(node: exp.Expression) -> exp.Expression:
         if isinstance(node, exp.Table):
+            if not isinstance(node.this, exp.Identifier):
+                return node
             db, name = _table_key(node)
             if db == "" and name in ctes:
                 return node

@@ -62,6 +62,18 @@ def rows(
     return SynthResult(spec.id, council_code, period_label, list(stream), stream.faults)
 
 
+def tables(
+    spec: LoadedSpec,
+    council_code: str,
+    period_label: str,
+    n_rows: int | None = None,
+    seed: int = 0,
+    faults: Mapping[str, int] | None = None,
+):
+    """A return of several tables: each table's rows (``.tables``) and the faults (``.faults``, with their table)."""
+    return generator_for(spec).generate(council_code, period_label, n_rows, seed, faults)
+
+
 def fault_names(spec: LoadedSpec) -> list[str]:
     """Every fault name the generator for ``spec`` can make."""
     return generator_for(spec).fault_names()
@@ -78,6 +90,7 @@ __all__ = [
     "SynthResult",
     "SynthStream",
     "fault_names",
+    "tables",
     "generator_for",
     "item_violations",
     "iter_rows",

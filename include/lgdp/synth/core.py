@@ -72,6 +72,7 @@ class Fault:
     row_number: int
     item: str | None = None
     copy_of: int | None = None
+    table: str | None = None  # the table (sheet) of a return with several tables
 
     @property
     def index(self) -> int:

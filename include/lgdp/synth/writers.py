@@ -163,6 +163,58 @@ def write_rows(
     raise SynthError(f"unknown format {fmt!r}: use one of {', '.join(FORMATS)}")
 
 
+def to_xlsx_tables(tables: Mapping[str, Iterable[Mapping[str, Any]]], items: Mapping[str, Sequence[ResolvedItem | str]],
+                   target: str | Path | IO[bytes]) -> int:
+    """Write several tables as one workbook, one sheet per table (streaming)."""
+    from openpyxl import Workbook
+    from openpyxl.cell import WriteOnlyCell
+
+    wb = Workbook(write_only=True)
+    n = 0
+    for name, rows in tables.items():
+        names = _names(items[name])
+        ws = wb.create_sheet(name[:31])
+        ws.append(names)
+        for row in rows:
+            out: list[Any] = []
+            for col in names:
+                v = row.get(col)
+                if isinstance(v, dt.date):
+                    cell = WriteOnlyCell(ws, value=v)
+                    cell.number_format = "yyyy-mm-dd"
+                    out.append(cell)
+                else:
+                    out.append(v)
+            ws.append(out)
+            n += 1
+    wb.save(target)
+    return n
+
+
+def to_csv_zip(tables: Mapping[str, Iterable[Mapping[str, Any]]], items: Mapping[str, Sequence[ResolvedItem | str]],
+               target: str | Path | IO[bytes]) -> int:
+    """Write several tables as one zip holding ``<table>.csv`` per table."""
+    import zipfile
+
+    n = 0
+    with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for name, rows in tables.items():
+            buf = io.StringIO()
+            n += to_csv(rows, items[name], buf)
+            zf.writestr(f"{name}.csv", buf.getvalue().encode("utf-8"))
+    return n
+
+
+def write_tables(loaded: LoadedSpec, tables: Mapping[str, Iterable[Mapping[str, Any]]], fmt: str, target: Any) -> int:
+    """Write a multi-table submission: xlsx (one sheet per table) or csv (a zip of one CSV per table)."""
+    items = {t.dataset: list(t.items) for t in loaded.tables}
+    if fmt == "xlsx":
+        return to_xlsx_tables(tables, items, target)
+    if fmt == "csv":
+        return to_csv_zip(tables, items, target)
+    raise SynthError(f"format {fmt!r} is not offered for a return of several tables: use xlsx or csv")
+
+
 def write_sample(
     spec: LoadedSpec | str,
     council: str,
@@ -188,6 +240,10 @@ def write_sample(
     fmt = fmt or spec.spec.formats[0]
     if fmt not in FORMATS:
         raise SynthError(f"unknown format {fmt!r}: use one of {', '.join(FORMATS)}")
+    if spec.multi:
+        result = generator_for(spec).generate(council, period, n, seed, faults)
+        write_tables(spec, result.tables, fmt, path)
+        return result.faults
     stream = generator_for(spec).stream(council, period, n, seed, faults)
     write_rows(spec, stream, fmt, path, council, period)
     return stream.faults

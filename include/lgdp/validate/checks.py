@@ -276,9 +276,9 @@ def _source_sql(loaded: LoadedSpec) -> Callable[[str, str], str]:
         table = quote_ident(STAGING_SCHEMA) + "." + quote_ident(whole.table(name).staging_name if whole.multi else whole.staging_name)
         if db == PREVIOUS:
             return (f"SELECT * FROM {table} WHERE _council_code = '${{var.COUNCIL}}' "
-                    "AND _submission_version_id = ${var.PREVIOUS}")
+                    "AND _submission_version_id = CAST('${var.PREVIOUS}' AS bigint)")
         return (f"SELECT * FROM {table} WHERE _council_code = '${{var.COUNCIL}}' AND _period = '${{var.PERIOD}}' "
-                "AND _submission_version_id = ${var.VERSION}")
+                "AND _submission_version_id = CAST('${var.VERSION}' AS bigint)")
 
     return source
 
@@ -388,7 +388,7 @@ def period_dates(loaded: LoadedSpec, period: str) -> dict[str, str]:
 
 
 def uses_previous(loaded: LoadedSpec) -> bool:
-    return any("${var.PREVIOUS}" in (c.query or "") for c in checks(loaded))
+    return any("${var.PREVIOUS}" in (c.query or "") for c in checks(loaded))  # noqa: RUF027
 
 
 def checks(loaded: LoadedSpec) -> list[Check]:

@@ -1,0 +1,185 @@
+"""The multi-table CLAS return (return_specs/clas.yaml) against a real PostgreSQL and Soda.
+
+Each rule of the spec (and each parent link) has a synthetic fault mode: a dataset with that
+fault is loaded into the three staging tables and validated, and the rows the rule flags are
+exactly the rows the fault damaged (table and the council's row number). Year-on-year rules read
+a clean submission of the previous year loaded as the council's previous version. A clean
+submission (and a clean one after a clean previous year) flags nothing. Over a submission holding
+every fault at once, the row-level counts equal Soda's counts for every table (drift test).
+Also: the SQL really is scoped to one council, period and version; a rule whose SQL fails at run
+time or runs past the timeout is a platform fault (ValidationRuntimeError), never a pass.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import Connection
+
+from lgdp import synth
+from lgdp.ingest.arrow import table_from_rows
+from lgdp.ingest.load import load_version
+from lgdp.specs.load import LoadedSpec, load_register
+from lgdp.synth.returns.clas_tables import FAULT_CODES
+from lgdp.validate import ValidationRuntimeError, checks, failing_rows, verify
+from lgdp.validate.checks import sql_variables
+from lgdp.validate.reference import ensure_reference_tables
+from lgdp.validate.rows import count_by_code
+
+ROOT = Path(__file__).resolve().parents[1]
+SPECS = ROOT / "return_specs"
+PERIOD, PREVIOUS = "2025-26", "2024-25"
+COUNCIL = "S12000036"
+_versions = itertools.count(7_000_001)
+
+
+def clas() -> LoadedSpec:
+    return load_register(SPECS).get("clas")
+
+
+@pytest.fixture(scope="module")
+def pg(ledger_url: str) -> Iterator[Connection]:
+    engine = create_engine(ledger_url)
+    with engine.connect() as conn:
+        for t in ("children", "episodes", "placements"):
+            conn.execute(text(f'DROP TABLE IF EXISTS lgdp_staging."clas.{t}"'))
+        ensure_reference_tables(conn, clas().reference)
+        conn.commit()
+        yield conn
+    engine.dispose()
+
+
+def submit(pg: Connection, spec: LoadedSpec, council: str, period: str, tables: dict[str, list[dict]]) -> int:
+    version = next(_versions)
+    for view in spec.tables:
+        load_version(pg, view, version, council, period, table_from_rows(view, tables[view.dataset]))
+    pg.connection.driver_connection.commit()
+    return version
+
+
+def issues_of(pg: Connection, spec: LoadedSpec, council: str, period: str, version: int, previous: int | None = None):
+    out = []
+    for view in spec.tables:
+        out += failing_rows(pg, view, council, period, version, sql_variables(view, council, period, version, previous))
+    return out
+
+
+def flagged(issues, code: str) -> set[tuple[str | None, int | None]]:
+    return {(i.table, i.row) for i in issues if i.code == code}
+
+
+@pytest.fixture(scope="module")
+def previous_year(pg: Connection) -> int:
+    spec = clas()
+    prev = synth.tables(spec, COUNCIL, PREVIOUS, 150, seed=5)
+    return submit(pg, spec, COUNCIL, PREVIOUS, prev.tables)
+
+
+def test_the_spec_has_the_rule_book_the_issue_asks_for() -> None:
+    spec = clas()
+    assert [t.dataset for t in spec.tables] == ["children", "episodes", "placements"]
+    rules = spec.spec.rules
+    queries = [r for r in rules if r.is_query]
+    assert len(rules) >= 25 and len(queries) >= 10
+    # every rule has a fault mode, and so has every parent link
+    assert {r.code for r in rules} | {"LINK-episodes", "LINK-placements"} <= set(synth.fault_names(spec))
+    sql = " ".join(r.sql for r in rules)
+    assert "previous." in sql and ":period_end" in sql and "reference." in sql and "OVER (" in sql
+
+
+def test_clean_submission_flags_nothing(pg: Connection, previous_year: int) -> None:
+    spec = clas()
+    data = synth.tables(spec, COUNCIL, PERIOD, 150, seed=5)
+    version = submit(pg, spec, COUNCIL, PERIOD, data.tables)
+    assert issues_of(pg, spec, COUNCIL, PERIOD, version, previous_year) == []
+    # and the previous year's submission on its own is clean too
+    assert issues_of(pg, spec, COUNCIL, PREVIOUS, previous_year) == []
+
+
+@pytest.mark.parametrize("fault", synth.fault_names(clas()))
+def test_each_fault_is_flagged_at_exactly_its_rows(pg: Connection, previous_year: int, fault: str) -> None:
+    spec = clas()
+    data = synth.tables(spec, COUNCIL, PERIOD, 150, seed=5, faults={fault: 2})
+    assert len(data.faults) == 2, data.faults
+    version = submit(pg, spec, COUNCIL, PERIOD, data.tables)
+    found = issues_of(pg, spec, COUNCIL, PERIOD, version, previous_year)
+    code = FAULT_CODES.get(fault, fault)
+    assert flagged(found, code) == {(f.table, f.row_number) for f in data.faults}, [str(i) for i in found if i.code == code]
+
+
+def test_every_fault_at_once_agrees_with_soda(pg: Connection, previous_year: int, ledger_url: str) -> None:
+    spec = clas()
+    faults = {name: 1 for name in synth.fault_names(spec)}
+    data = synth.tables(spec, COUNCIL, PERIOD, 400, seed=9, faults=faults)
+    version = submit(pg, spec, COUNCIL, PERIOD, data.tables)
+    for view in spec.tables:
+        rows = failing_rows(pg, view, COUNCIL, PERIOD, version, sql_variables(view, COUNCIL, PERIOD, version, previous_year))
+        soda = verify(view, ledger_url, COUNCIL, PERIOD, version, previous_year)
+        assert count_by_code(view, rows) == soda, view.dataset
+        assert sum(soda.values()) > 0
+        assert all(i.table == view.dataset for i in rows)
+
+
+def test_rules_read_only_the_submission_they_check(pg: Connection) -> None:
+    """Another council's rows, and the same council's other period, never reach a rule."""
+    spec = clas()
+    mine = synth.tables(spec, COUNCIL, PERIOD, 60, seed=21)
+    version = submit(pg, spec, COUNCIL, PERIOD, mine.tables)
+    # the same children, with an overlapping episode each, sent by Glasgow: Edinburgh's version is still clean
+    other = synth.tables(spec, COUNCIL, PERIOD, 60, seed=21, faults={"CLAS-E020": 5, "CLAS-E024": 5})
+    glasgow = {t: [dict(r, council_code="S12000049") if "council_code" in r else dict(r) for r in rows]
+               for t, rows in other.tables.items()}
+    submit(pg, spec, "S12000049", PERIOD, glasgow)
+    assert issues_of(pg, spec, COUNCIL, PERIOD, version) == []
+
+
+def test_the_rule_book_in_force_depends_on_the_period() -> None:
+    spec = clas()
+    now = spec.for_period("2025-26")
+    later = spec.for_period("2026-27")
+    assert now.spec.version == 2 and later.spec.version == 3
+    codes_now = {c.code for t in now.tables for c in checks(t)}
+    codes_later = {c.code for t in later.tables for c in checks(t)}
+    assert "CLAS-Q020" in codes_now and "CLAS-Q020" not in codes_later
+    assert "CLAS-E030" in codes_later and "CLAS-E030" not in codes_now
+    assert "latest_review_date" in [i.name for i in later.table("episodes").items]
+    assert "latest_review_date" not in [i.name for i in now.table("episodes").items]
+    assert later.for_period("2026-27") is later
+
+
+def test_a_rule_failing_at_run_time_is_a_platform_fault(pg: Connection, tmp_path: Path, monkeypatch) -> None:
+    spec = _spec_with_rule(tmp_path, "SELECT e._row_number FROM episodes e WHERE 1 / (e.child_id = e.child_id)::int - 1 = 0 "
+                                     "OR 1 / 0 = 1")
+    data = synth.tables(spec, COUNCIL, PERIOD, 20, seed=1)
+    version = submit(pg, spec, COUNCIL, PERIOD, data.tables)
+    view = spec.table("episodes")
+    with pytest.raises(ValidationRuntimeError, match="platform fault"):
+        failing_rows(pg, view, COUNCIL, PERIOD, version, sql_variables(view, COUNCIL, PERIOD, version, None))
+    pg.connection.driver_connection.rollback()
+
+
+def test_a_rule_past_the_timeout_is_a_platform_fault(pg: Connection, tmp_path: Path, monkeypatch) -> None:
+    spec = _spec_with_rule(tmp_path, "SELECT e._row_number FROM episodes e WHERE (SELECT count(*) FROM generate_series(1, 300000000)) < 0")
+    data = synth.tables(spec, COUNCIL, PERIOD, 20, seed=1)
+    version = submit(pg, spec, COUNCIL, PERIOD, data.tables)
+    view = spec.table("episodes")
+    monkeypatch.setenv("LGDP_RULE_TIMEOUT_S", "0.5")
+    with pytest.raises(ValidationRuntimeError, match="timeout"):
+        failing_rows(pg, view, COUNCIL, PERIOD, version, sql_variables(view, COUNCIL, PERIOD, version, None))
+    pg.connection.driver_connection.rollback()
+
+
+def _spec_with_rule(tmp_path: Path, query: str) -> LoadedSpec:
+    import yaml
+
+    data = yaml.safe_load((SPECS / "clas.yaml").read_text())
+    data["rules"].append({"code": "CLAS-E099", "severity": "error", "table": "episodes", "message": "A test rule.",
+                          "items": ["child_id"], "query": query})
+    data["changes"] = []
+    (tmp_path / "clas.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    (tmp_path / "shared").symlink_to(SPECS / "shared")
+    return load_register(tmp_path).get("clas")
