@@ -154,3 +154,37 @@ def test_plausibility_queries_moves_beyond_the_tolerance_only():
     assert "140 rows against 100 in 2024-25 (up 40%" in found[0].message
     assert "down 50%" in found[1].message
     assert compare(loaded, Figures(140, {}), None, None) == []
+
+
+def test_a_returned_workbook_is_recognised_in_any_spreadsheet_format_and_a_data_file_is_not(tmp_path):
+    import zipfile
+
+    from lgdp.collect.feedback import is_returned_feedback, returned_format
+    from lgdp.specs.load import load_register
+    from lgdp.synth import write_sample
+
+    loaded = load_register().get("clas")
+    write_sample(loaded, "S12000036", "2025-26", 5, "xlsx", tmp_path / "clas.xlsx")
+    data = (tmp_path / "clas.xlsx").read_bytes()
+    assert not is_returned_feedback("clas.xlsx", data) and not is_returned_feedback("feedback notes.xlsx", data)
+    assert is_returned_feedback("clas.xlsx", build_workbook(META, ISSUES))
+    assert returned_format("feedback_v2.csv", b"Row,Column\r\n") == "csv"  # the Issues sheet saved as CSV
+    assert returned_format("Feedback_V2 (1).ods", b"") == "ods"
+
+    def ods(members: dict[str, bytes]) -> bytes:
+        out = io.BytesIO()
+        with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zf:
+            for name, body in members.items():
+                zf.writestr(name, body)
+        return out.getvalue()
+
+    sheet = b'<office:document-content><table:table table:name="_lgdp"></table:table></office:document-content>'
+    spreadsheet = b"application/vnd.oasis.opendocument.spreadsheet"
+    assert returned_format("answers.ods", ods({"mimetype": spreadsheet, "content.xml": sheet})) == "ods"
+    assert returned_format("answers.ods", ods({"mimetype": spreadsheet, "content.xml": b"<x/>"})) is None
+    # A hostile "mimetype" member inflating to 64 MB is read 100 bytes at most.
+    assert returned_format("data.ods", ods({"mimetype": b"\0" * (64 << 20), "content.xml": sheet})) is None
+    xls = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\0" * 600 + b"\x85\x00\x0d\x00" + b"\x05\x00_lgdp"
+    assert returned_format("answers.xls", xls) == "xls"
+    with pytest.raises(FeedbackUnreadable, match=r"save as|Save As"):
+        read_returned(xls, "answers.xls")

@@ -342,8 +342,9 @@ def _ods_has_meta_sheet(data: bytes) -> bool:
     needle = f'table:name="{META_SHEET}"'.encode()
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as zf:
-            if b"opendocument.spreadsheet" not in zf.read("mimetype")[:100]:
-                return False
+            with zf.open("mimetype") as f:  # a few bytes only, whatever the member claims to hold
+                if b"opendocument.spreadsheet" not in f.read(100):
+                    return False
             with zf.open("content.xml") as f:
                 seen, tail = 0, b""
                 while seen < MAX_READ_UNCOMPRESSED:
