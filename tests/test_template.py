@@ -138,3 +138,25 @@ def test_parser_uses_the_same_xsd():
     result = parse_submission(loaded, "scs.xml", "<record>".join(records).encode())
     [found] = result.issues
     assert found.code == "XSD-001" and found.row == 4 and "care_plan" in found.message
+
+
+def test_text_and_code_columns_are_text_and_a_csv_return_warns_about_leading_zeros():
+    from openpyxl import load_workbook
+    from openpyxl.utils import get_column_letter
+
+    from lgdp.collect.template import template_files
+    from lgdp.specs.load import load_register
+    from lgdp.specs.model import ItemType
+
+    register = load_register()
+    clas = register.get("clas")
+    [data] = [v for k, v in template_files(clas, "2025-26", "31 July 2026").items() if k.endswith("_template.xlsx")]
+    ws = load_workbook(io.BytesIO(data))[clas.spec.dataset]
+    for j, it in enumerate(clas.items, start=1):
+        fmt = ws.column_dimensions[get_column_letter(j)].number_format
+        assert (fmt == "@") == (it.type in (ItemType.string, ItemType.code)), (it.name, fmt)
+    csv_return = next(s for s in register.specs if "csv" in s.spec.formats and "xlsx" not in s.spec.formats)
+    files = template_files(csv_return, "2025-26", "31 July 2026")
+    [guide] = [v for k, v in files.items() if k.endswith("_guidance.xlsx")]
+    text_ = " ".join(str(c.value) for row in load_workbook(io.BytesIO(guide))["Guidance"].iter_rows() for c in row if c.value)
+    assert "Leading zeros" in text_ and "021144581" in text_

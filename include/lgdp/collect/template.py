@@ -147,6 +147,12 @@ def _guidance_sheet(ws: Any, loaded: LoadedSpec, period_label: str, due_text: st
     for it in loaded.items:
         ws.append([it.name, it.wording, it.guidance, TYPE_WORDS[it.type], "yes" if it.required else "no",
                    _allowed(it), it.unit or ""])
+    if "csv" in spec.formats and any(it.type in TEXT_TYPES for it in loaded.items):
+        ws.append([])
+        ws.append(["Leading zeros", "A spreadsheet opening a CSV turns 021144581 into the number 21144581. "
+                   "Import the CSV instead (Excel: Data > From Text/CSV; LibreOffice: set the column type in the "
+                   "import dialog) and make the text and code columns Text, or save from your own system directly."])
+        ws.cell(row=ws.max_row, column=1).font = Font(bold=True)
     for col, width in zip("ABCDEFG", (26, 40, 70, 18, 10, 50, 14)):
         ws.column_dimensions[col].width = width
     for row in ws.iter_rows(min_row=8):
