@@ -183,3 +183,106 @@ def _spec_with_rule(tmp_path: Path, query: str) -> LoadedSpec:
     (tmp_path / "clas.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
     (tmp_path / "shared").symlink_to(SPECS / "shared")
     return load_register(tmp_path).get("clas")
+
+
+# --- files councils receive and send --------------------------------------------------------
+
+
+def test_template_has_one_sheet_per_table_and_reads_back() -> None:
+    import io
+    import zipfile
+
+    from openpyxl import load_workbook
+
+    from lgdp.collect.template import template_files
+    from lgdp.parse import parse_submission
+
+    spec = clas()
+    files = template_files(spec, PERIOD, "Thursday 1 October 2026")
+    book = load_workbook(io.BytesIO(files["clas_2025-26_template.xlsx"]))
+    assert book.sheetnames[:4] == ["children", "episodes", "placements", "Guidance"]
+    assert [c.value for c in book["episodes"][1]] == [i.name for i in spec.table("episodes").items]
+    guidance = [[c.value for c in row] for row in book["Guidance"].iter_rows()]
+    assert ["Sheet", "Column", "Question", "Guidance", "Type", "Required", "Allowed values", "Unit"] in guidance
+    with zipfile.ZipFile(io.BytesIO(files["clas_2025-26_template_csv.zip"])) as zf:
+        assert sorted(zf.namelist()) == ["children.csv", "episodes.csv", "placements.csv"]
+    # the empty template reads back as three empty tables: nothing unexpected, nothing missing
+    result = parse_submission(spec, "template.xlsx", files["clas_2025-26_template.xlsx"], council_code=COUNCIL)
+    assert sorted((i.code, i.table) for i in result.issues) == [
+        ("HDR-004", "children"), ("HDR-004", "episodes"), ("HDR-004", "placements")]
+
+
+def _xlsx(tables: dict[str, list[dict]], spec: LoadedSpec, drop: str | None = None, extra: str | None = None) -> bytes:
+    import io
+
+    from lgdp.synth.writers import to_xlsx_tables
+
+    items = {t.dataset: list(t.items) for t in spec.tables}
+    chosen = {k: v for k, v in tables.items() if k != drop}
+    if extra:
+        chosen[extra] = tables["children"][:3]
+        items[extra] = items["children"]
+    buf = io.BytesIO()
+    to_xlsx_tables(chosen, items, buf)
+    return buf.getvalue()
+
+
+def test_xlsx_and_zipped_csv_give_the_same_tables() -> None:
+    import io
+
+    from lgdp.parse import parse_submission
+    from lgdp.synth.writers import to_csv_zip
+
+    spec = clas()
+    data = synth.tables(spec, COUNCIL, PERIOD, 80, seed=2)
+    a = parse_submission(spec, "clas.xlsx", _xlsx(data.tables, spec), council_code=COUNCIL)
+    buf = io.BytesIO()
+    to_csv_zip(data.tables, {t.dataset: list(t.items) for t in spec.tables}, buf)
+    b = parse_submission(spec, "clas.zip", buf.getvalue(), council_code=COUNCIL)
+    assert a.issues == [] and b.issues == []
+    assert a.tables is not None and b.tables is not None
+    for name in ("children", "episodes", "placements"):
+        assert a.tables[name].num_rows == len(data.tables[name])
+        assert a.tables[name].equals(b.tables[name]), name
+
+
+def test_missing_and_unexpected_tables_are_clear_issues() -> None:
+    from lgdp.parse import parse_submission
+
+    spec = clas()
+    data = synth.tables(spec, COUNCIL, PERIOD, 30, seed=2)
+    result = parse_submission(spec, "clas.xlsx", _xlsx(data.tables, spec, drop="placements", extra="Sheet2"),
+                              council_code=COUNCIL)
+    got = {(i.code, i.table) for i in result.issues}
+    assert ("TBL-001", "placements") in got and ("TBL-002", None) in got
+    assert result.tables is None  # nothing is loaded from an incomplete submission
+    msg = next(i.message for i in result.issues if i.code == "TBL-002")
+    assert "'Sheet2'" in msg and "children, episodes, placements" in msg
+    single = parse_submission(spec, "episodes.csv", b"child_id,episode_start_date\nC1,2025-09-01\n", council_code=COUNCIL)
+    assert [i.code for i in single.issues] == ["TBL-003"] and "children.csv, episodes.csv, placements.csv" in single.issues[0].message
+
+
+def test_hostile_multi_table_files_get_a_message(tmp_path: Path) -> None:
+    import io
+    import zipfile
+
+    from lgdp.parse import parse_submission
+    from lgdp.parse.limits import Limits
+
+    spec = clas()
+    # a zip bomb posing as a CSV bundle: refused before anything is expanded
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("children.csv", b"child_id\n" + b"0" * 300_000_000)
+    r = parse_submission(spec, "clas.zip", buf.getvalue(), council_code=COUNCIL)
+    assert [i.code for i in r.issues] == ["FILE-005"] and r.tables is None
+    # a child table over the row limit: one clear issue naming the table, nothing loaded
+    data = synth.tables(spec, COUNCIL, PERIOD, 60, seed=2)
+    limited = Limits.from_env()
+    limited = type(limited)(**{**limited.__dict__, "max_rows": 50}) if hasattr(limited, "__dict__") else limited
+    r = parse_submission(spec, "clas.xlsx", _xlsx(data.tables, spec), council_code=COUNCIL, limits=limited)
+    assert ("ROW-001", "episodes") in {(i.code, i.table) for i in r.issues}
+    assert r.tables is None
+    # duplicate children: each repeat flagged with the row it repeats (KEY-DUP on children)
+    dup = synth.tables(spec, COUNCIL, PERIOD, 30, seed=2, faults={"duplicate_key": 3})
+    assert len(dup.faults) == 3

@@ -95,7 +95,7 @@ class OpenCollectionOperator(BaseOperator):
         from lgdp.collect.graph import SharePointDrive, folder_path
         from lgdp.collect.template import template_files
 
-        files = template_files(loaded, period.label, period.due_in_words())
+        files = template_files(loaded.for_period(period.label), period.label, period.due_in_words())  # the rule book of the period
         uploaded = 0
         async with SharePointDrive(conn_id=self.conn_id, drive_id=self.drive_id) as drive:
             for council in loaded.providers:
@@ -121,13 +121,16 @@ def poll_interval_seconds(loaded: LoadedSpec) -> float:
 from lgdp.airflow.triggers import MAX_BACKOFF_SECONDS, CouncilFolderTrigger, item_ref  # noqa: E402
 
 DELIVERY_BACKOFF_BASE_SECONDS = 30.0  # first retry of owed feedback after 60 s, doubling up to the trigger's cap
+# Never wake sooner: a task resumed within moments of deferring can lose its try to the executor's
+# late event for the deferral (an Airflow 3.3 scheduler race), so short wake-ups are not worth it.
+MIN_WAKE_SECONDS = 10.0
 READ_ATTEMPTS = 5  # downloads of one file before giving up on reading a settled copy this time
 
 
 def delivery_backoff(failures: int, poll_interval: float) -> float:
-    """Seconds until owed feedback (or an unreadable file) is tried again: 1, 2, 4 ... minutes, capped."""
+    """Seconds until owed feedback (or an unreadable file) is tried again: 1, 2, 4 ... minutes, up to 15."""
     base = min(poll_interval, DELIVERY_BACKOFF_BASE_SECONDS)
-    return min(MAX_BACKOFF_SECONDS, 2 * base * 2 ** min(max(failures, 1) - 1, 10))
+    return min(MAX_BACKOFF_SECONDS, max(MIN_WAKE_SECONDS, 2 * base * 2 ** min(max(failures, 1) - 1, 10)))
 
 
 class CollectSubmissionOperator(BaseOperator):

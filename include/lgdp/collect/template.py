@@ -136,24 +136,34 @@ def _guidance_sheet(ws: Any, loaded: LoadedSpec, period_label: str, due_text: st
     ws.append(["Period", period_label])
     ws.append(["Due", due_text])
     ws.append(["Questions to", spec.governance.contact_email])
-    ws.append(["How to fill in", f"One row per {spec.dataset.rstrip('s').replace('_', ' ')} on the '{spec.dataset}' sheet. "
-               "Keep the headings in row 1 as they are; enter values, not formulas; do not merge cells. "
-               "Leave a cell blank when there is nothing to report."])
+    if loaded.multi:
+        how = ("The return has one sheet per table: " + "; ".join(
+            f"'{t.dataset}' ({_table_wording(loaded, t.dataset)})" for t in loaded.tables) + ". "
+               "Use the same identifiers in every sheet (an episode's child must be on the children sheet). ")
+    else:
+        how = f"One row per {spec.dataset.rstrip('s').replace('_', ' ')} on the '{spec.dataset}' sheet. "
+    ws.append(["How to fill in", how + "Keep the headings in row 1 as they are; enter values, not formulas; do not "
+               "merge cells. Leave a cell blank when there is nothing to report."])
     ws.append([])
     header = ["Column", "Question", "Guidance", "Type", "Required", "Allowed values", "Unit"]
+    if loaded.multi:
+        header = ["Sheet", *header]
     ws.append(header)
     for c in ws[ws.max_row]:
         c.font = Font(bold=True)
-    for it in loaded.items:
-        ws.append([it.name, it.wording, it.guidance, TYPE_WORDS[it.type], "yes" if it.required else "no",
-                   _allowed(it), it.unit or ""])
+    for t in loaded.tables:
+        for it in t.items:
+            row = [it.name, it.wording, it.guidance, TYPE_WORDS[it.type], "yes" if it.required else "no",
+                   _allowed(it), it.unit or ""]
+            ws.append([t.dataset, *row] if loaded.multi else row)
     if "csv" in spec.formats and any(it.type in TEXT_TYPES for it in loaded.items):
         ws.append([])
         ws.append(["Leading zeros", "A spreadsheet opening a CSV turns 021144581 into the number 21144581. "
                    "Import the CSV instead (Excel: Data > From Text/CSV; LibreOffice: set the column type in the "
                    "import dialog) and make the text and code columns Text, or save from your own system directly."])
         ws.cell(row=ws.max_row, column=1).font = Font(bold=True)
-    for col, width in zip("ABCDEFG", (26, 40, 70, 18, 10, 50, 14)):
+    widths = (14, 26, 40, 70, 18, 10, 50, 14) if loaded.multi else (26, 40, 70, 18, 10, 50, 14)
+    for col, width in zip("ABCDEFGH", widths):
         ws.column_dimensions[col].width = width
     for row in ws.iter_rows(min_row=8):
         for c in row:
@@ -167,21 +177,37 @@ def _save(wb: Any) -> bytes:
 
 
 def workbook(loaded: LoadedSpec, period_label: str, due_text: str) -> bytes:
+    """The xlsx template: one data sheet per table (one for a one-table return), then Guidance."""
     from openpyxl import Workbook
+
+    wb = Workbook()
+    first = wb.active
+    state: dict[str, Any] = {"lists": None, "list_col": 0}
+    sheets = [first] + [wb.create_sheet(view.dataset[:31]) for view in loaded.tables[1:]]
+    for ws, view in zip(sheets, loaded.tables):
+        _data_sheet(wb, ws, view, state)
+    _guidance_sheet(wb.create_sheet("Guidance", len(loaded.tables)), loaded, period_label, due_text)
+    return _save(wb)
+
+
+def _table_wording(loaded: LoadedSpec, name: str) -> str:
+    t = next(t for t in loaded.spec.tables if t.name == name)
+    return (t.wording or f"one row per {name.rstrip('s').replace('_', ' ')}").rstrip(".")
+
+
+def _data_sheet(wb: Any, ws: Any, loaded: LoadedSpec, state: dict[str, Any]) -> None:
+    """One table's sheet: item names in row 1, wording as comments, validation, Text columns."""
     from openpyxl.comments import Comment
     from openpyxl.styles import Font, PatternFill
     from openpyxl.utils import get_column_letter
     from openpyxl.worksheet.datavalidation import DataValidation
 
-    spec = loaded.spec
-    wb = Workbook()
-    ws = wb.active
-    ws.title = spec.dataset[:31]
+    ws.title = loaded.dataset[:31]
     ws.append([it.name for it in loaded.items])
     ws.freeze_panes = "A2"
     fill = PatternFill("solid", fgColor="DDEBF7")
-    lists = None
-    list_col = 0
+    lists = state["lists"]
+    list_col = state["list_col"]
     last = 1_048_576
     for j, it in enumerate(loaded.items, start=1):
         letter = get_column_letter(j)
@@ -228,8 +254,7 @@ def workbook(loaded: LoadedSpec, period_label: str, due_text: str) -> bytes:
             # Text, so 021144581 typed or pasted stays 021144581 (a General cell makes it the number
             # 21144581, and the leading zero is gone before the platform sees the file).
             ws.column_dimensions[letter].number_format = TEXT_FORMAT
-    _guidance_sheet(wb.create_sheet("Guidance", 1), loaded, period_label, due_text)
-    return _save(wb)
+    state["lists"], state["list_col"] = lists, list_col
 
 
 def guidance_workbook(loaded: LoadedSpec, period_label: str, due_text: str) -> bytes:
@@ -253,7 +278,16 @@ def template_files(loaded: LoadedSpec, period_label: str, due_text: str) -> dict
     out: dict[str, bytes] = {}
     if "xlsx" in formats:
         out[f"{stem}_template.xlsx"] = workbook(loaded, period_label, due_text)
-    if "csv" in formats:
+    if "csv" in formats and loaded.multi:
+        # one header-only CSV per table, zipped as councils send them back
+        import zipfile
+
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+            for view in loaded.tables:
+                zf.writestr(f"{view.dataset}.csv", header_csv(view))
+        out[f"{stem}_template_csv.zip"] = buf.getvalue()
+    elif "csv" in formats:
         out[f"{stem}_template.csv"] = header_csv(loaded)
     if "xml" in formats:
         out[f"{loaded.spec.dataset}.xsd"] = xsd_for(loaded).encode("utf-8")
