@@ -57,10 +57,12 @@ class FeedbackIssue:
     item: str | None
     value: str | None
     explanation: str | None = None
+    table: str | None = None  # the sheet (table) of a return with several tables
 
     @classmethod
     def of(cls, issue: Issue, explanation: str | None = None) -> "FeedbackIssue":
-        return cls(issue.code, issue.severity, issue.message, issue.row, issue.item, issue.value, explanation)
+        return cls(issue.code, issue.severity, issue.message, issue.row, issue.item, issue.value, explanation,
+                   issue.table)
 
     @property
     def key(self) -> tuple[str, int | None, str | None]:
@@ -206,20 +208,25 @@ def build_workbook(meta: FeedbackMeta, issues: Sequence[FeedbackIssue]) -> bytes
 
     sheet = wb.create_sheet(ISSUES_SHEET)
     sheet.freeze_panes = "A2"
-    for idx, width in enumerate(WIDTHS):
+    # A return of several tables: a first column names the sheet each issue is in (issues come
+    # grouped by sheet, then in the council's own row order of that sheet).
+    tabled = any(i.table for i in issues)
+    headers, widths = (("Sheet", *HEADERS), (14, *WIDTHS)) if tabled else (HEADERS, WIDTHS)
+    last = chr(ord("A") + len(headers) - 1)
+    for idx, width in enumerate(widths):
         letter = chr(ord("A") + idx)
         sheet.column_dimensions[letter].width = width
     # What is typed in the Explanation column stays text, even "=see email of 3 May".
-    sheet.column_dimensions["G"].number_format = TEXT_FORMAT
+    sheet.column_dimensions[last].number_format = TEXT_FORMAT
     _fit_to_page_width(sheet)
     shade = PatternFill("solid", fgColor="FFF2CC")
-    header = [cell(sheet, h, font=bold, alignment=wrap) for h in HEADERS]
-    header[-1] = cell(sheet, HEADERS[-1] + " (queries only)", font=bold, fill=shade, alignment=wrap)
+    header = [cell(sheet, h, font=bold, alignment=wrap) for h in headers]
+    header[-1] = cell(sheet, headers[-1] + " (queries only)", font=bold, fill=shade, alignment=wrap)
     sheet.append(header)
     for n, i in enumerate(issues[:cap], start=2):
         sized = row_height(sheet, iter([n]), [(i.item, WIDTHS[1]), (i.value, WIDTHS[2]), (i.message, WIDTHS[5]),
                                               (i.explanation, WIDTHS[6])])
-        sheet.append([
+        sheet.append([text_cell(sheet, i.table, alignment=top)] * tabled + [
             cell(sheet, i.row, alignment=top),
             text_cell(sheet, i.item, alignment=wrap),
             text_cell(sheet, i.value, alignment=wrap),
@@ -231,7 +238,7 @@ def build_workbook(meta: FeedbackMeta, issues: Sequence[FeedbackIssue]) -> bytes
         ])
         if sized:
             del sheet.row_dimensions[n]  # written with the row: keep a million issues cheap
-    sheet.auto_filter.ref = f"A1:G{min(len(issues), cap) + 1}"
+    sheet.auto_filter.ref = f"A1:{last}{min(len(issues), cap) + 1}"
 
     hidden = wb.create_sheet(META_SHEET)
     hidden.sheet_state = "veryHidden"

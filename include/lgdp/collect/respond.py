@@ -109,10 +109,12 @@ def version_feedback(loaded: LoadedSpec, period: str, council: str, version_id: 
         rows = s.execute(
             select(
                 SubmissionIssue.code, SubmissionIssue.severity, SubmissionIssue.message, SubmissionIssue.row_number,
-                SubmissionIssue.item, SubmissionIssue.value, SubmissionIssue.explanation,
+                SubmissionIssue.item, SubmissionIssue.value, SubmissionIssue.explanation, SubmissionIssue.table_name,
             )
             .where(SubmissionIssue.version_id == version_id)
-            .order_by(SubmissionIssue.row_number.asc().nulls_first(), SubmissionIssue.id)
+            # grouped by table (sheet) for a return of several tables, then by the council's row numbers
+            .order_by(SubmissionIssue.table_name.asc().nulls_first(), SubmissionIssue.row_number.asc().nulls_first(),
+                      SubmissionIssue.id)
         ).all()
         status = getattr(v.status, "value", v.status)
         number, filename, received = v.version, v.filename, v.received_at
