@@ -286,3 +286,77 @@ def test_hostile_multi_table_files_get_a_message(tmp_path: Path) -> None:
     # duplicate children: each repeat flagged with the row it repeats (KEY-DUP on children)
     dup = synth.tables(spec, COUNCIL, PERIOD, 30, seed=2, faults={"duplicate_key": 3})
     assert len(dup.faults) == 3
+
+
+# --- through the pipeline: a file, its outcome, its feedback and the delivery -----------------
+
+
+def test_the_pipeline_takes_a_multi_table_file_end_to_end(clean_ledger, tmp_path: Path, monkeypatch) -> None:
+    """A council's workbook of three sheets: archived, loaded into three tables, validated (rows and
+    Soda agree), rejected with issues naming sheet and row, a feedback workbook with a Sheet column;
+    the corrected file is accepted and delivered to a requester as one file per table, with the
+    manifest giving each file's table, rows and column types."""
+    import io
+    import json
+
+    import yaml
+    from openpyxl import load_workbook
+
+    from lgdp.collect.feedback import FeedbackMeta, build_workbook
+    from lgdp.collect.process import process_file
+    from lgdp.collect.respond import accepted_csv, version_feedback
+    from lgdp.distribute.deliver import deliver
+    from lgdp.ledger.db import session
+    from lgdp.ledger.register import open_period
+    from lgdp.periods import period_from_label
+
+    # the real spec, delivered locally (the requester's Azure container is another test's business)
+    folder = tmp_path / "specs"
+    folder.mkdir()
+    (folder / "shared").symlink_to(SPECS / "shared")
+    data = yaml.safe_load((SPECS / "clas.yaml").read_text())
+    data["distribution"] = [d for d in data["distribution"] if d["requester"] == "improvement_service"]
+    (folder / "clas.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    monkeypatch.setenv("LGDP_SPECS_DIR", str(folder))
+    monkeypatch.setenv("LGDP_DELIVERY_DIR", str(tmp_path / "deliveries"))
+    spec = load_register(folder).get("clas")
+    with session() as s, s.begin():
+        open_period(s, spec, period_from_label(spec.spec.collection, PERIOD))
+
+    bad = synth.tables(spec, COUNCIL, PERIOD, 120, seed=4, faults={"CLAS-E020": 1, "CLAS-E021": 1, "LINK-episodes": 1})
+    ref = {"name": "clas.xlsx", "id": "item-1", "etag": "e1", "path": "clas.xlsx"}
+    outcome = process_file(spec, PERIOD, COUNCIL, ref, _xlsx(bad.tables, spec))
+    assert outcome.status == "rejected"
+    assert outcome.rows == sum(len(v) for v in bad.tables.values())
+    got = {(i.code, i.table, i.row) for i in outcome.issues}
+    for f in bad.faults:
+        assert (f.kind, f.table, f.row_number) in got
+    meta, issues, _ = version_feedback(spec, PERIOD, COUNCIL, outcome.version_id)
+    book = load_workbook(io.BytesIO(build_workbook(meta, issues)))
+    rows = [[c.value for c in r] for r in book["Issues"].iter_rows()]
+    assert rows[0][:3] == ["Sheet", "Row", "Column"]
+    assert ["episodes", bad.faults_of("CLAS-E020")[0].row_number] in [r[:2] for r in rows if r[4] == "CLAS-E020"]
+    tables = [r[0] for r in rows[1:]]
+    assert tables == sorted(tables)  # grouped by sheet
+
+    good = synth.tables(spec, COUNCIL, PERIOD, 120, seed=4)
+    ref = {"name": "clas_v2.xlsx", "id": "item-2", "etag": "e2", "path": "clas_v2.xlsx"}
+    outcome = process_file(spec, PERIOD, COUNCIL, ref, _xlsx(good.tables, spec))
+    assert outcome.status == "accepted", [str(i) for i in outcome.issues]
+    import zipfile
+
+    with zipfile.ZipFile(io.BytesIO(accepted_csv(spec, outcome.version_id))) as zf:
+        assert sorted(zf.namelist()) == ["children.csv", "episodes.csv", "placements.csv"]
+
+    dist = spec.spec.distribution[0]
+    result = deliver(spec, PERIOD, dist)
+    assert result.published
+    out = next((tmp_path / "deliveries").rglob("manifest.json"))
+    manifest = json.loads(out.read_text())
+    data_files = {f["table"]: f for f in manifest["files"] if f["content"] == "data"}
+    assert set(data_files) == {"children", "episodes", "placements"}
+    assert data_files["episodes"]["rows"] == len(good.tables["episodes"])
+    assert data_files["children"]["name"] == "clas_children_2025-26.csv"
+    header = (out.parent / "clas_episodes_2025-26.csv").read_text().splitlines()[0]
+    assert header.replace('"', "").split(",") == ["legal_reason", "episode_start_date", "episode_end_date"] or set(
+        header.replace('"', "").split(",")) == {"legal_reason", "episode_start_date", "episode_end_date"}

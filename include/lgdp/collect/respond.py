@@ -137,7 +137,25 @@ def version_feedback(loaded: LoadedSpec, period: str, council: str, version_id: 
     return meta, [FeedbackIssue(*r) for r in rows], received
 
 
+def accepted_file_name(loaded: LoadedSpec, version: int) -> str:
+    """``accepted_v<N>.csv``; for a return of several tables a zip of one CSV per table."""
+    name = accepted_name(version)
+    return name.rsplit(".", 1)[0] + ".zip" if loaded.multi else name
+
+
 def accepted_csv(loaded: LoadedSpec, version_id: int) -> bytes:
+    if loaded.multi:  # one CSV per table, named after the table, in a zip
+        import zipfile
+
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+            for view in loaded.tables:
+                zf.writestr(f"{view.dataset}.csv", _accepted_table_csv(view, version_id))
+        return buf.getvalue()
+    return _accepted_table_csv(loaded, version_id)
+
+
+def _accepted_table_csv(loaded: LoadedSpec, version_id: int) -> bytes:
     """The version's rows as the platform holds them: spec item names, typed, in file order; a text
     value a spreadsheet would run as a formula gets a leading apostrophe, as in deliveries.
 
@@ -204,7 +222,7 @@ def email_context(
         ],
         "more": max(0, len(issues) - TOP_ISSUES),
         "feedback_file": feedback_name(meta.version),
-        "accepted_file": accepted_name(meta.version),
+        "accepted_file": accepted_file_name(loaded, meta.version),
         "folder_url": folder_url or "",
         "due": meta.due,
         "contact": meta.contact,
@@ -223,7 +241,7 @@ def deliver(loaded: LoadedSpec, period: str, council: str, owed: Pending, drive:
     folder = folder_path(loaded.id, period, council)
     drive.upload_sync(f"{folder}/{PLATFORM_FOLDER}/{feedback_name(meta.version)}", build_workbook(meta, issues))
     if meta.status == "accepted":
-        drive.upload_sync(f"{folder}/{PLATFORM_FOLDER}/{accepted_name(meta.version)}", accepted_csv(loaded, owed.version_id))
+        drive.upload_sync(f"{folder}/{PLATFORM_FOLDER}/{accepted_file_name(loaded, meta.version)}", accepted_csv(loaded, owed.version_id))
     folder_url = drive.web_url_sync(folder)
     template = {"accepted": "accepted", "outcome": "outcome", "explanations": "explained"}[owed.kind]
     rendered = render(template, email_context(loaded, meta, issues, folder_url, owed.note))

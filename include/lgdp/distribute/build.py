@@ -29,6 +29,8 @@ class FileRecord:
     format: str
     size: int
     sha256: str
+    rows: int | None = None  # a return of several tables: this file's rows (one table's)
+    table: str | None = None  # a return of several tables: the table the file holds
 
 
 @dataclass(frozen=True)
@@ -115,6 +117,14 @@ def issues_table(
     """
     suppressed = set(dist.suppression.items) if dist.suppression else set()
     allowed = set(dist.columns) - set(dist.pseudonymise) - suppressed
+    if loaded.multi:
+        # Issues name items of their own table (or table.item): an unqualified name is entitled only
+        # when it is entitled in every table that has an item of that name (the safe side).
+        for t in loaded.tables:
+            for it in t.items:
+                holders = [u.dataset for u in loaded.tables if any(j.name == it.name for j in u.items)]
+                if all(f"{h}.{it.name}" in allowed for h in holders):
+                    allowed.add(it.name)
     cols: dict[str, list[object]] = {c: [] for c in ISSUE_COLUMNS}
     per: dict[str, dict[str, int]] = {
         c: {"issues": 0, "queries": 0, "explained": 0, "withheld": 0} for c in sorted(numbers)

@@ -135,6 +135,43 @@ def deliver_issues(
     return DeliveredIssues(FileRecord(name, "csv", len(data), sha256_hex(data)), table.num_rows, per)
 
 
+def table_distributions(loaded: LoadedSpec, dist: Distribution) -> list[tuple[LoadedSpec, Distribution]]:
+    """(table, what of it the requester gets): the return itself for a one-table return; for a
+    return of several tables, each table the requester has columns of, with those columns
+    (``table.item`` in the spec) as that table's items."""
+    if not loaded.multi:
+        return [(loaded, dist)]
+    out = []
+    for view in loaded.tables:
+        prefix = f"{view.dataset}."
+        cols = [c[len(prefix):] for c in dist.columns if c.startswith(prefix)]
+        if not cols:
+            continue
+        update: dict[str, object] = {
+            "columns": cols,
+            "pseudonymise": [c[len(prefix):] for c in dist.pseudonymise if c.startswith(prefix)],
+        }
+        if dist.suppression is not None:
+            items = [c[len(prefix):] for c in dist.suppression.items if c.startswith(prefix)]
+            update["suppression"] = dist.suppression.model_copy(update={"items": items}) if items else None
+        out.append((view, dist.model_copy(update=update)))
+    return out
+
+
+def combine_streamed(parts: list, dist: Distribution):
+    """The tables' files as one delivery for the manifest (each file keeps its own rows and table)."""
+    from lgdp.distribute.build import suppression_summary
+    from lgdp.distribute.stream import Streamed
+
+    out = Streamed(columns=list(dist.columns))
+    for p in parts:
+        out.rows += p.rows
+        out.cells_suppressed += p.cells_suppressed
+        out.records += p.records
+    out.suppression = suppression_summary(dist, out.cells_suppressed)
+    return out
+
+
 def deliver(
     loaded: LoadedSpec,
     period: str,
@@ -173,15 +210,18 @@ def deliver(
         key = key_lookup(dist.pseudonym_key_conn_id)
     folder = version_folder(period, version)
 
-    def council_tables() -> Iterator[pa.Table]:  # runs in the read-ahead thread: its own session
+    def council_tables(view: LoadedSpec, tdist: Distribution) -> Iterator[pa.Table]:  # in the read-ahead thread
         with session() as s:
-            yield from accepted_batches(s, loaded, accepted, dist)
+            yield from accepted_batches(s, view, accepted, tdist)
 
     try:
         with session() as s:
             validation = validation_summary(s, accepted)
-        with closing(read_ahead(council_tables)) as batches:
-            built = stream_files(loaded, dist, period, version, batches, key, dest, folder)
+        parts = []
+        for view, tdist in table_distributions(loaded, dist):
+            with closing(read_ahead(lambda v=view, d=tdist: council_tables(v, d))) as batches:
+                parts.append(stream_files(view, tdist, period, version, batches, key, dest, folder))
+        built = parts[0] if not loaded.multi else combine_streamed(parts, dist)
         issues = deliver_issues(loaded, dist, period, accepted, dest, folder)
         doc = manifest(
             loaded, dist, period, version, reason, accepted, built, validation, now or _now(), supersedes, issues=issues

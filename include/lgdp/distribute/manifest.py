@@ -65,7 +65,9 @@ def manifest(
 
     names = {c.code: c.name for c in loaded.providers}
     files = [
-        {"name": f.name, "format": f.format, "content": "data", "bytes": f.size, "sha256": f.sha256, "rows": built.rows}
+        {"name": f.name, "format": f.format, "content": "data", "bytes": f.size, "sha256": f.sha256,
+         "rows": built.rows if getattr(f, "rows", None) is None else f.rows,
+         **({"table": f.table} if getattr(f, "table", None) else {})}
         for f in built.records
     ]
     if issues is not None:

@@ -24,6 +24,8 @@ CSV bytes, the same Parquet rows); the manifest is still written last, by
 
 from __future__ import annotations
 
+import dataclasses
+
 import hashlib
 import io
 import queue
@@ -257,7 +259,8 @@ def stream_files(
     out = Streamed(columns=list(dist.columns))
     texts = text_columns(loaded, dist)
     decimals = decimal_columns(loaded, dist)
-    names = {fmt: file_name(loaded.id, period, fmt) for fmt in dist.formats}
+    # one-table return: clas_2025-26.csv; a table of a multi-table return: clas_children_2025-26.csv
+    names = {fmt: file_name(loaded.staging_name.replace(".", "_"), period, fmt) for fmt in dist.formats}
     stream_csv = "csv" in names
     stream_parquet = "parquet" in names and not decimals
     at_end = [fmt for fmt in dist.formats if fmt not in ("csv", "parquet") or (fmt == "parquet" and not stream_parquet)]
@@ -316,6 +319,8 @@ def stream_files(
             records[fmt] = FileRecord(names[fmt], fmt, len(data), hashlib.sha256(data).hexdigest())
             del data
     out.records = [records[fmt] for fmt in dist.formats]
+    if loaded.table_name is not None:
+        out.records = [dataclasses.replace(r, rows=out.rows, table=loaded.table_name) for r in out.records]
     out.suppression = suppression_summary(dist, out.cells_suppressed)
     return out
 

@@ -144,6 +144,10 @@ class LoadedSpec:
         return [r for r in self.whole.spec.rules if r.is_query]
 
     def item(self, name: str) -> ResolvedItem:
+        """An item by name; ``table.item`` for an item of one table of a multi-table return."""
+        if "." in name and self.views:
+            table, _, item = name.partition(".")
+            return self.table(table).item(item)
         for it in self.items:
             if it.name == name:
                 return it
