@@ -195,7 +195,7 @@ def _xlsx(loaded, rows: list[dict], council: str, label: str) -> bytes:
 
 
 def _typed(value: object) -> str:
-    """A value as an officer types it (dates as DD/MM/YYYY, the UK way)."""
+    """A value as an officer types it (dates as YYYY-MM-DD, which Calc takes as a date in any locale)."""
     if value is None:
         return ""
     if isinstance(value, dt.date):
