@@ -189,3 +189,28 @@ def test_dockerfile_builds_on_the_official_image_of_the_pinned_release():
     # the celery provider the image's workers need is pinned where the image installs from
     req = (ROOT / "requirements.txt").read_text()
     assert re.search(r"^apache-airflow-providers-celery==", req, re.M) and re.search(r"^redis==", req, re.M)
+
+
+def test_the_dev_profile_stand_in_serves_graph_over_https_to_other_hosts(tmp_path, monkeypatch):
+    """What the compose file's m365 service runs: Graph over HTTPS under a public name, which the
+    Graph client accepts off loopback (plain HTTP it would refuse); list, upload and download work."""
+    import json
+
+    from airflow.providers.microsoft.azure.hooks.msgraph import KiotaRequestAdapterHook
+
+    from lgdp.collect.graph import SharePointDrive
+    from lgdp.devservices.m365 import M365StandIn
+
+    command = _compose()["services"]["m365"]["command"][-1]
+    assert "python -m lgdp.devservices.m365" in command and "--tls" in command and "--public-host m365" in command
+    KiotaRequestAdapterHook.cached_request_adapters.pop("msgraph_sharepoint", None)
+    with M365StandIn(tmp_path / "m365", public_host="localhost", graph_tls=True) as standin:
+        assert standin.graph_url.startswith("https://localhost:")
+        monkeypatch.setenv("AIRFLOW_CONN_MSGRAPH_SHAREPOINT", json.dumps(standin.connection(verify=False)))
+        standin.put_file("clas/2025-26/S12000036/return.csv", b"a,b\n1,2\n")
+        drive = SharePointDrive()
+        [item] = drive.list_folder_sync("clas/2025-26/S12000036")
+        assert drive.download_sync(item.id) == b"a,b\n1,2\n"
+        assert drive.upload_sync("clas/2025-26/S12000036/_platform/feedback.xlsx", b"workbook").name == "feedback.xlsx"
+        assert all(r["path"].startswith(("/v1.0/", "/_download/")) for r in standin.requests("graph"))
+    KiotaRequestAdapterHook.cached_request_adapters.pop("msgraph_sharepoint", None)

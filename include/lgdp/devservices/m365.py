@@ -1082,6 +1082,11 @@ class M365StandIn:
     token_port: int = 0
     host: str = "127.0.0.1"
     drive_id: str = DEFAULT_DRIVE_ID
+    # For a container network (docker-compose's dev profile): the name clients reach it by (in its
+    # URLs, certificate and allowed_hosts; default ``host``), and the Graph API over HTTPS too,
+    # because the Graph client accepts plain HTTP only on a loopback address.
+    public_host: str | None = None
+    graph_tls: bool = False
     tenant_id: str = DEFAULT_TENANT_ID
     page_size: int = 200
     state: StandInState = field(init=False)
@@ -1099,11 +1104,12 @@ class M365StandIn:
     def start(self, timeout: float = 20) -> M365StandIn:
         import uvicorn
 
-        self.cert_path, key_path = generate_self_signed_certificate(self.state.tls_dir, self.host)
+        self.cert_path, key_path = generate_self_signed_certificate(self.state.tls_dir, self.public_host or self.host)
         graph_sock, token_sock = _bind(self.host, self.port), _bind(self.host, self.token_port)
         self.port, self.token_port = graph_sock.getsockname()[1], token_sock.getsockname()[1]
         common = {"log_level": "warning", "lifespan": "off", "access_log": False, "timeout_graceful_shutdown": 1}
-        graph = uvicorn.Server(uvicorn.Config(create_graph_app(self.state), **common))
+        graph_tls = {"ssl_certfile": str(self.cert_path), "ssl_keyfile": str(key_path)} if self.graph_tls else {}
+        graph = uvicorn.Server(uvicorn.Config(create_graph_app(self.state), **graph_tls, **common))
         token = uvicorn.Server(
             uvicorn.Config(
                 create_token_app(self.state), ssl_certfile=str(self.cert_path), ssl_keyfile=str(key_path), **common
@@ -1151,7 +1157,7 @@ class M365StandIn:
     # --- addresses and the Airflow connection --------------------------------------------------
     @property
     def base_url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{'https' if self.graph_tls else 'http'}://{self.public_host or self.host}:{self.port}"
 
     @property
     def graph_url(self) -> str:
@@ -1159,7 +1165,7 @@ class M365StandIn:
 
     @property
     def authority(self) -> str:
-        return f"https://{self.host}:{self.token_port}"
+        return f"https://{self.public_host or self.host}:{self.token_port}"
 
     @property
     def drive_root(self) -> Path:
@@ -1171,7 +1177,7 @@ class M365StandIn:
             "tenant_id": self.tenant_id,
             "base_url": self.graph_url,
             "authority": self.authority,
-            "allowed_hosts": self.host,
+            "allowed_hosts": self.public_host or self.host,
             "verify": str(self.cert_path) if verify is None else verify,
             "drive_id": self.drive_id,
         }
@@ -1264,3 +1270,43 @@ class M365StandIn:
     def issue_token(self, client_id: str = DEMO_CLIENT_ID) -> str:
         """A valid access token, for tests that call the Graph app directly."""
         return self.state.issue_token(client_id, self.tenant_id)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m lgdp.devservices.m365``: the stand-in on a container network (docker-compose's dev profile).
+
+    Listens on ``--bind`` (0.0.0.0), names itself ``--public-host`` in its URLs and certificate,
+    and serves the Graph API over HTTPS with the generated certificate (``--tls``), so Airflow in
+    other containers can use it; prints the connection JSON (``verify`` false: development only).
+    """
+    import argparse
+    import signal
+
+    p = argparse.ArgumentParser(description=main.__doc__.split("\n")[0] if main.__doc__ else None)
+    p.add_argument("--state", required=True)
+    p.add_argument("--bind", default="0.0.0.0")
+    p.add_argument("--public-host", default="m365")
+    p.add_argument("--port", type=int, default=18765)
+    p.add_argument("--token-port", type=int, default=18766)
+    p.add_argument("--tls", action="store_true", help="serve the Graph API over HTTPS too")
+    args = p.parse_args(argv)
+    standin = M365StandIn(
+        Path(args.state), port=args.port, token_port=args.token_port, host=args.bind,
+        public_host=args.public_host, graph_tls=args.tls,
+    ).start()
+    print(f"[lgdp] Microsoft Graph stand-in: {standin.graph_url}; connection (development only):", flush=True)
+    print(json.dumps(standin.connection(verify=False)), flush=True)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        while not stop.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        standin.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
