@@ -103,9 +103,12 @@ def _function_name(node: exp.Func) -> str:
 
 def _check_nodes(tree: exp.Expression, what: str) -> None:
     for node in tree.walk():
+        if isinstance(node, exp.Lock):
+            raise RuleSqlError(f"the {what} may only read data: FOR UPDATE/SHARE is not allowed")
         if isinstance(node, (exp.Insert, exp.Update, exp.Delete, exp.Merge, exp.Create, exp.Drop, exp.Alter,
-                             exp.Command, exp.Set, exp.Into, exp.Lock, exp.Copy, exp.TruncateTable, exp.Grant)):
-            raise RuleSqlError(f"the {what} may only read data: {type(node).__name__.upper()} is not allowed")
+                             exp.Command, exp.Set, exp.Into, exp.Copy, exp.TruncateTable, exp.Grant)):
+            word = "SELECT INTO" if isinstance(node, exp.Into) else type(node).__name__.upper()
+            raise RuleSqlError(f"the {what} may only read data: {word} is not allowed")
         if isinstance(node, exp.Func) and not isinstance(node, (exp.Connector, exp.Cast, exp.Case, exp.Interval)):
             name = _function_name(node)
             if name.startswith("pg_") or name not in SAFE_FUNCTIONS:

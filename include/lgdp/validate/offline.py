@@ -234,7 +234,8 @@ def _validate(
 ) -> list[Issue]:
     """Collection's steps 1, 3 and 4 (``process_file``) on a parsed file, in the scratch ledger."""
     from lgdp.collect.process import storable, validate_version
-    from lgdp.ingest import archive_file, expected_submission, load_version, record_version
+    from lgdp.ingest import archive_file, expected_submission, record_version
+    from lgdp.ingest.load import load_result
     from lgdp.ledger import db
     from lgdp.ledger.register import open_period
     from lgdp.periods import period_from_label
@@ -248,7 +249,7 @@ def _validate(
             s, sub.id, sha256=sha, filename=storable(filename), source_path=storable(filename),
             source_item_id="lgdp-check", source_etag=sha, uploaded_by=None, uploaded_at=None,
         )
-        load_version(s, loaded, version_id, council, label, result.table)
+        load_result(s, loaded, version_id, council, label, result)  # every table of the return
     try:
         return validate_version(loaded, label, council, version_id)
     except ValidationRuntimeError as exc:

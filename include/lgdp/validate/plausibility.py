@@ -50,6 +50,10 @@ def _describe(pct: float) -> str:
     return f"{'up' if pct > 0 else 'down'} {abs(pct):.0f}%"
 
 
+def _where(loaded: LoadedSpec) -> str:
+    return f" on the {loaded.tables[0].dataset} sheet" if loaded.multi else ""
+
+
 def compare(loaded: LoadedSpec, now: Figures, before: Figures | None, before_label: str | None) -> list[Issue]:
     """Queries for every figure that moved beyond its tolerance since the previous accepted period."""
     spec = loaded.spec.plausibility
@@ -63,7 +67,7 @@ def compare(loaded: LoadedSpec, now: Figures, before: Figures | None, before_lab
                 Issue(
                     ROWS_CODE,
                     "query",
-                    f"Your file has {_fmt(now.rows)} rows against {_fmt(before.rows)} in {before_label} "
+                    f"Your file has {_fmt(now.rows)} rows{_where(loaded)} against {_fmt(before.rows)} in {before_label} "
                     f"({_describe(pct)}; more than {spec.row_count_tolerance_pct:g}% is queried). Check that no "
                     "records are missing or repeated, or explain the change.",
                     value=f"{now.rows} (was {before.rows})",
@@ -75,7 +79,7 @@ def compare(loaded: LoadedSpec, now: Figures, before: Figures | None, before_lab
             continue
         pct = _change_pct(a, b)
         if pct is not None and abs(pct) > tol.tolerance_pct:
-            wording = next((i.wording for i in loaded.items if i.name == tol.item), tol.item)
+            wording = next((i.wording for i in loaded.tables[0].items if i.name == tol.item), tol.item)
             issues.append(
                 Issue(
                     total_code(tol.item),
@@ -90,11 +94,14 @@ def compare(loaded: LoadedSpec, now: Figures, before: Figures | None, before_lab
 
 
 def figures(conn: Any, loaded: LoadedSpec, version_id: int) -> Figures:
-    """Row count and item totals of one version's staged rows (one scan of its partition)."""
+    """Row count and item totals of one version's staged rows (one scan of its partition).
+
+    For a return of several tables, the figures are those of its first table (CLAS: children)."""
     from lgdp.ingest._conn import raw_connection
     from lgdp.ingest.staging import staging_table
 
     spec = loaded.spec.plausibility
+    loaded = loaded.tables[0]
     items = [t.item for t in spec.totals] if spec else []
     select = [sql.SQL("count(*)")] + [sql.SQL("coalesce(sum({}), 0)").format(sql.Identifier(i)) for i in items]
     query = sql.SQL("SELECT {} FROM {} WHERE _submission_version_id = %(v)s").format(
