@@ -184,7 +184,7 @@ def stack():
     try:
         specs = tmp / "specs"
         shutil.copytree(ROOT / "return_specs" / "shared", specs / "shared")
-        clas = (ROOT / "return_specs" / "clas.yaml").read_text()
+        clas = (ROOT / "tests" / "specs_one_table" / "clas.yaml").read_text()
         clas = clas.replace("providers: all", f"providers: [{', '.join(COUNCILS)}]")
         clas = re.sub(r"closes_days_after_opening: \d+", "closes_days_after_opening: 500", clas)
         clas = clas[: clas.index("\ndistribution:")] + "\n"
@@ -273,7 +273,6 @@ def test_feedback_outage_delays_feedback_never_stops_collection(stack):
     both files are still collected, the feedback for each is delivered once when writes work again."""
     st, c = stack, FEEDBACK
     fault = st.m365.inject_fault(status=403, count=100000, path_contains=f"{st.folder(c)}/_platform", method="PUT")
-    started = time.monotonic()
     st.m365.put_file(f"{st.folder(c)}/first.xlsx", b"PK\x03\x04 not really a workbook")
     assert _when(lambda: [v[1] for v in st.versions(c)] == ["rejected"]), _diagnose(st, c)
     good = st.workbook(c, 20)
@@ -281,9 +280,8 @@ def test_feedback_outage_delays_feedback_never_stops_collection(stack):
     assert _when(lambda: [v[1] for v in st.versions(c)] == ["rejected", "accepted"]), _diagnose(st, c)
     # still refused: nothing told yet, the task waiting (deferred), not failed
     assert st.outcome_mail(c) == []
-    while time.monotonic() - started < 60:  # the old task failed its first try at the first refusal
-        time.sleep(5)
-    assert 100000 - fault.count >= 4, f"only {100000 - fault.count} delivery attempts during the outage"
+    # several delivery attempts refused (the task used to fail its try at the first one)
+    assert _when(lambda: 100000 - fault.count >= 4, 300), f"only {100000 - fault.count} attempts"
     assert st.collect_task(c)[0] in ("deferred", "running"), _diagnose(st, c)  # waiting or trying again
     # the folder writable again, but mail refused twice more: still owed, still nothing lost
     mail_down = st.m365.inject_fault(status=500, count=2, path_contains="/sendMail")

@@ -239,7 +239,7 @@ class Supervisor:
                             self.failure = (
                                 f"Airflow's {name} exited {len(recent) + 1} times in {self.restart_window / 60:.0f} minutes "
                                 f"(last exit code {proc.returncode}); the demo stops. Is the database down? {RESUME_HINT}"
-                            )
+                            ) + (f" Its output: {self.log_path(name)}" if self.quiet else "")
                             print(f"[lgdp] {self.failure}", file=sys.stderr, flush=True)
                             self._done.set()
                             return
