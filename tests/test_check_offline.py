@@ -70,7 +70,7 @@ def test_faults_give_exactly_the_planted_issues(tmp_path, capsys, server_url) ->
     by_row = {(i["row"], i["code"]): i for i in doc["issues"]}
     for f in planted:
         issue = by_row[(f.row_number, expected_code(f))]
-        assert set(issue) == {"code", "severity", "message", "row", "item", "value"}
+        assert set(issue) == {"code", "severity", "message", "row", "item", "value", "table"}
         assert issue["message"]
         if f.kind == "duplicate_key":
             assert issue["item"] == "child_id, episode_start_date" and f"repeats row {f.copy_of}" in issue["message"]

@@ -60,7 +60,7 @@ def test_unreadable_exit_2_json(tmp_path, capsys):
     assert main(["check", "--return", "clas", "--json", str(f)]) == 2
     doc = json.loads(capsys.readouterr().out)
     assert doc["readable"] is False and doc["issues"][0]["code"] == "FILE-001"
-    assert set(doc["issues"][0]) == {"code", "severity", "message", "row", "item", "value"}
+    assert set(doc["issues"][0]) == {"code", "severity", "message", "row", "item", "value", "table"}
 
 
 def test_json_clean(tmp_path, capsys):
