@@ -246,14 +246,27 @@ def browser_page(server):
         page.on("pageerror", lambda e: errors.append(f"{page.url}: {e}"))
         # An anonymous visit to a page lands on Airflow's login form, which then brings us back.
         page.goto(f"{base}{PREFIX}/progress")
-        page.wait_for_selector('input[name="username"]')
-        page.fill('input[name="username"]', "admin")
-        page.fill('input[name="password"]', password)
-        page.click('button[type="submit"]')
-        page.wait_for_load_state("networkidle")
+        login(page, password)
         yield base, page, errors
         context.close()
         browser.close()
+
+
+def login(page, password: str, attempts: int = 3) -> None:
+    """Fill Airflow's login form until it lets us through (on a loaded machine the form may still
+    be starting when first filled, and the first values are lost)."""
+    for _ in range(attempts):
+        page.wait_for_selector('input[name="username"]')
+        page.fill('input[name="username"]', "admin")
+        page.fill('input[name="password"]', password)
+        page.locator('button[type="submit"]').click()
+        try:
+            page.wait_for_url(lambda url: "/auth/login" not in url, timeout=30_000)
+            page.wait_for_load_state("load")
+            return
+        except Exception:  # noqa: BLE001 - still on the login page: fill it again
+            continue
+    pytest.fail("could not log into Airflow with the admin password")
 
 
 def _open(page, url: str, shot: str) -> None:
