@@ -67,6 +67,11 @@ Sub TypeCells(job As String)
   sargs(1).Name = &quot;Overwrite&quot;
   sargs(1).Value = True
   doc.storeToURL(ConvertToURL(dst), sargs())
+  m = FreeFile
+  Open dst &amp; &quot;.done&quot; For Output As #m
+  Print #m, &quot;stored&quot;
+  Close #m
+  Wait 300
   doc.close(True)
   Exit Sub
 Failed:
@@ -90,9 +95,23 @@ class LibreOffice:
         module = profile / "user" / "basic" / "Standard" / "Module1.xba"
         assert module.exists(), "LibreOffice did not create its profile"
         module.write_text(MACRO)
+        # No autocomplete, autosave, recovery or spell checking: nothing runs in the background
+        # while the macro types (typing is EnterString's, not the keyboard's, either way).
+        settings = profile / "user" / "registrymodifications.xcu"
+        xcu = settings.read_text(encoding="utf-8")
+        items = "".join(
+            f'<item oor:path="{path}"><prop oor:name="{name}" oor:op="fuse"><value>false</value></prop></item>'
+            for path, name in (
+                ("/org.openoffice.Office.Calc/Input", "AutoInput"),
+                ("/org.openoffice.Office.Recovery/AutoSave", "Enabled"),
+                ("/org.openoffice.Office.Recovery/RecoveryInfo", "Enabled"),
+                ("/org.openoffice.Office.Linguistic/SpellChecking", "IsSpellAuto"),
+            )
+        )
+        settings.write_text(xcu.replace("</oor:items>", items + "</oor:items>"), encoding="utf-8")
         self._n = 0
 
-    def _run(self, *args: str) -> subprocess.CompletedProcess:
+    def _run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         """One soffice run. LibreOffice 7.4 headless now and then aborts in a timer (signal 6,
         ``SvpSalInstance::CheckTimeout``) on a busy machine; the run is repeated then (it is
         idempotent: the input is untouched and the output overwritten)."""
@@ -101,9 +120,10 @@ class LibreOffice:
                 [self.exe, f"-env:UserInstallation={self.profile.as_uri()}", "--headless", "--norestore", *args],
                 capture_output=True, timeout=180,
             )
-            if done.returncode == 0 or b"Fatal exception: Signal 6" not in done.stderr + done.stdout:
+            if done.returncode == 0 or not check:
                 break
-        done.check_returncode()
+        if check:
+            done.check_returncode()
         return done
 
     def _file(self, data: bytes, ext: str) -> Path:
@@ -128,9 +148,14 @@ class LibreOffice:
         lines = [str(src), str(dst), FILTERS[save_as]] + ["\t".join(c) for c in cells]
         assert not any("\n" in line for line in lines)
         job.write_text("\n".join(lines) + "\n", encoding="utf-8")
-        self._run(f'macro:///Standard.Module1.TypeCells("{job}")')
+        stored = Path(str(dst) + ".done")  # written by the macro once the file is saved
+        for attempt in range(3):
+            done = self._run(f'macro:///Standard.Module1.TypeCells("{job}")', check=False)
+            if stored.exists():
+                break  # saved: an abort while LibreOffice shuts down afterwards does not matter
         error = Path(str(dst) + ".error")
         assert not error.exists(), error.read_text() if error.exists() else ""
+        assert stored.exists(), done.stderr.decode(errors="replace")[-2000:]
         return dst.read_bytes()
 
 
@@ -194,26 +219,32 @@ def _xlsx(loaded, rows: list[dict], council: str, label: str) -> bytes:
     return buf.getvalue()
 
 
-def _typed(value: object) -> str:
-    """A value as an officer types it (dates as YYYY-MM-DD, which Calc takes as a date in any locale)."""
-    if value is None:
-        return ""
-    if isinstance(value, dt.date):
-        return value.strftime("%Y-%m-%d")
-    return str(value)
-
-
-def _cells(loaded, rows: list[dict], sheet: str, overrides: dict[tuple[int, str], str] | None = None) -> list[tuple[str, str, str]]:
+def _prefill(loaded, workbook: bytes, rows: list[dict], typed: dict[tuple[int, str], str]) -> tuple[bytes, list[tuple[str, str, str]]]:
+    """(the workbook with ``rows`` already in it, as pasted from the council's own system, the
+    cells ``typed`` that the officer then types in Calc). Only the cells that matter are typed:
+    every LibreOffice run is a few seconds, and short runs keep it steady on a busy machine."""
+    from openpyxl import load_workbook
     from openpyxl.utils import get_column_letter
 
-    overrides = overrides or {}
-    out = []
+    sheet = loaded.spec.dataset
+    wb = load_workbook(io.BytesIO(workbook))
+    ws = wb[sheet]
+    cells = []
     for r, row in enumerate(rows, start=2):
         for j, it in enumerate(loaded.items, start=1):
-            value = overrides.get((r, it.name), _typed(row.get(it.name)))
-            if value != "":
-                out.append((sheet, f"{get_column_letter(j)}{r}", value))
-    return out
+            ref = f"{get_column_letter(j)}{r}"
+            if (r, it.name) in typed:
+                cells.append((sheet, ref, typed[(r, it.name)]))
+            elif row.get(it.name) is not None:
+                ws[ref] = row[it.name]
+    out = io.BytesIO()
+    wb.save(out)
+    return out.getvalue(), cells
+
+
+def _typing(loaded, workbook: bytes, rows: list[dict], typed: dict[tuple[int, str], str]) -> tuple[bytes, str, list]:
+    data, cells = _prefill(loaded, workbook, rows, typed)
+    return data, "xlsx", cells
 
 
 def _versions(council: str) -> list[tuple]:
@@ -281,7 +312,7 @@ def test_a_scn_typed_into_the_template_keeps_its_leading_zero_and_a_general_cell
     typed = {(2, "scn"): "021144581"}
 
     # The template as sent: the SCN column is Text, so what the officer types is kept.
-    filled = calc.type_into(template, "xlsx", _cells(loaded, rows, sheet, typed))
+    filled = calc.type_into(*_typing(loaded, template, rows, typed))
     assert load_workbook(io.BytesIO(filled))[sheet]["C2"].value == "021144581"
     outcome = process_file(loaded, label, EDINBURGH, _ref("clas.xlsx"), filled)
     assert outcome.status == "accepted", [i.message for i in outcome.issues]
@@ -298,7 +329,7 @@ def test_a_scn_typed_into_the_template_keeps_its_leading_zero_and_a_general_cell
     plain = io.BytesIO()
     wb.save(plain)
     rows = _rows(loaded, GLASGOW, label, 3)  # (Edinburgh's return is accepted: another council's file)
-    general = calc.type_into(plain.getvalue(), "xlsx", _cells(loaded, rows, sheet, typed))
+    general = calc.type_into(*_typing(loaded, plain.getvalue(), rows, typed))
     assert load_workbook(io.BytesIO(general))[sheet]["C2"].value == 21144581
     outcome = process_file(loaded, label, GLASGOW, _ref("clas.xlsx", "2"), general)
     [fmt] = [i for i in outcome.issues if i.code == "FMT-scn"]
@@ -335,7 +366,7 @@ def test_two_formula_cells_do_not_hide_the_rule_errors_and_queries_of_the_same_f
         rows[3]["episode_end_date"] = rows[3]["episode_start_date"] + dt.timedelta(days=30)
     [template] = template_files(loaded, label, "31 July 2026").values()
     formulas = {(2, "number_of_placements"): "=1+1", (3, "number_of_placements"): "=2*1"}
-    filled = calc.type_into(template, "xlsx", _cells(loaded, rows, loaded.spec.dataset, formulas))
+    filled = calc.type_into(*_typing(loaded, template, rows, formulas))
 
     outcome = process_file(loaded, label, EDINBURGH, _ref("clas.xlsx"), filled)
     codes = sorted((i.code, i.row) for i in outcome.issues)
