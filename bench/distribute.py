@@ -37,6 +37,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
 from _ledger import bench_ledger  # noqa: E402  (bench/ is the script's own folder, first on sys.path)
+
+# These numbers have always measured CLAS as one table (one row per episode); return_specs/clas.yaml
+# is now the multi-table return (bench/validate_tables.py measures that). The one-table CLAS is
+# kept in tests/specs_one_table/ (with the other specs linked in).
+os.environ.setdefault("LGDP_SPECS_DIR", str(__import__("pathlib").Path(__file__).resolve().parents[1] / "tests" / "specs_one_table"))
 PERIOD = "2025-26"
 KEY = "bench-key-not-a-secret-0123456789"
 
