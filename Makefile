@@ -52,6 +52,7 @@ bench: install
 	$(BIN)/python bench/parse_dags.py
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/validate.py
+	$(BIN)/python bench/validate_tables.py
 	$(BIN)/python bench/distribute.py
 	$(BIN)/python bench/triggers.py
 	$(BIN)/python bench/peak.py
