@@ -4,7 +4,9 @@ Each trap is reproduced through a real spreadsheet application: LibreOffice Calc
 (``soffice``, Debian's ``libreoffice-calc-nogui``, installed by ``make install``). Typing is
 LibreOffice's own: a Basic macro in a private profile selects each cell and sends it the text
 through ``.uno:EnterString``, the command the keyboard's Enter runs, so a cell's number format
-decides what becomes of ``021144581`` exactly as it does for an officer at the keyboard. Files are
+decides what becomes of ``021144581`` exactly as it does for an officer at the keyboard (the
+other cells of a data file are pre-filled, as pasted from the council's own system; only the
+cells that matter are typed). Files are
 re-saved through LibreOffice's filters (xlsx, ods, xls) and rendered to PDF (checked with
 poppler's ``pdftotext``). Each test run uses its own LibreOffice profile, so parallel runs do
 not collide. PostgreSQL is the real test ledger (``tests/conftest.py``).
