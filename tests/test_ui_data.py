@@ -165,6 +165,8 @@ def test_calendar_heat_peaks_clashes_and_ics(played):
     assert all(outside not in w["councils"] for w in c["windows"] if w["return_id"] == "social_care_survey")
     for clash in c["clashes"]:
         assert len(clash["returns"]) > 1
+    opened = [w for w in c["windows"] if w["return_id"] == ta.id and w["period"] == played["period"]]
+    assert len(opened) == 1 and len(opened[0]["councils"]) == len(ta.providers)  # the ledger's own period, once
     events = Calendar.from_ical(feed).walk("VEVENT")
     assert any(str(e["summary"]).startswith("Due: ") and "Temporary" in str(e["summary"]) for e in events)
     assert len({str(e["uid"]) for e in events}) == len(events)

@@ -249,6 +249,10 @@ def drive(env: dict[str, str], drive_root: Path, port: int, stop: threading.Even
         log("Airflow did not become healthy; no demo submissions played")
         return
     register = load_register(Path(env["LGDP_SPECS_DIR"]))
+    from lgdp.ledger.register import sync_register
+
+    with session(db) as s, s.begin():  # the register shows the demo's calendar, as the DAGs run it
+        sync_register(s, register.specs, register.reference.councils if register.reference else ())
     todo: list[tuple[Any, str, dict[str, str]]] = []
     for offset, loaded in enumerate(register.approved()):
         period = period_from_label(loaded.spec.collection, _period_label(loaded)).label

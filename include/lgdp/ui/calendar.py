@@ -3,7 +3,8 @@ per council and per return, with the load per council as a heat map, the peak mo
 clashes (a council with more than N returns due in one week), and an iCalendar feed per council.
 
 Windows come from each return's ``collection`` block through ``lgdp.periods``, the same arithmetic
-the DAGs' timetables and the ledger use, so the calendar cannot disagree with them.
+the DAGs' timetables and the ledger use, so the calendar cannot disagree with them; a period the
+ledger has already opened is shown with the dates and councils it was opened with.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from lgdp.ledger.models import Return
+from lgdp.ledger.models import CollectionPeriod, ExpectedSubmission, Return
 from lgdp.periods import LONDON, period_starting
 from lgdp.specs.model import Collection, Frequency
 from lgdp.ui.register import council_names, providers_of
@@ -93,6 +94,19 @@ def windows(session: Session, today: dt.date, months: int = 12) -> list[Window]:
             if p.closes_at < start:
                 continue
             out.append(Window(r.id, r.title, p.label, p.opens_at, p.due_at, p.closes_at, councils))
+    # A period the ledger has opened is shown with the dates and councils it was opened with.
+    opened = session.execute(
+        select(CollectionPeriod.return_id, Return.title, CollectionPeriod.period, CollectionPeriod.opens_at,
+               CollectionPeriod.due_at, CollectionPeriod.closes_at, ExpectedSubmission.council_code)
+        .join(Return, Return.id == CollectionPeriod.return_id)
+        .join(ExpectedSubmission, ExpectedSubmission.period_id == CollectionPeriod.id)
+        .where(Return.status == "approved", CollectionPeriod.closes_at >= start, CollectionPeriod.opens_at < end)
+    ).all()
+    actual: dict[tuple[str, str], list[Any]] = {}
+    for rid, title, period, opens_at, due_at, closes_at, code in opened:
+        actual.setdefault((rid, period), [rid, title, period, opens_at, due_at, closes_at, []])[6].append(code)
+    out = [w for w in out if (w.return_id, w.period) not in actual]
+    out += [Window(rid, t, p, o, d, c, tuple(sorted(codes))) for rid, t, p, o, d, c, codes in actual.values()]
     out.sort(key=lambda w: (w.due_at, w.title))
     return out
 
