@@ -360,3 +360,22 @@ def test_the_pipeline_takes_a_multi_table_file_end_to_end(clean_ledger, tmp_path
     header = (out.parent / "clas_episodes_2025-26.csv").read_text().splitlines()[0]
     assert header.replace('"', "").split(",") == ["legal_reason", "episode_start_date", "episode_end_date"] or set(
         header.replace('"', "").split(",")) == {"legal_reason", "episode_start_date", "episode_end_date"}
+
+
+def test_lgdp_check_reads_a_multi_table_workbook(tmp_path: Path, capsys) -> None:
+    from lgdp.cli import main
+
+    spec = clas()
+    data = synth.tables(spec, COUNCIL, PERIOD, 50, seed=3, faults={"CLAS-E020": 1, "LINK-placements": 1})
+    path = tmp_path / "clas.xlsx"
+    path.write_bytes(_xlsx(data.tables, spec))
+    import os
+
+    os.environ["LGDP_SPECS_DIR"] = str(SPECS)
+    try:
+        assert main(["check", "--return", "clas", "--council", COUNCIL, "--period", PERIOD, str(path)]) == 1
+    finally:
+        os.environ["LGDP_SPECS_DIR"] = str(ROOT / "tests" / "specs_one_table")
+    out = capsys.readouterr().out
+    for f in data.faults:
+        assert f"{f.kind} error [sheet {f.table}, row {f.row_number}," in out

@@ -58,6 +58,8 @@ _OUTCOME = {
 
 def _line(i) -> str:
     where = []
+    if getattr(i, "table", None):
+        where.append(f"sheet {i.table}")
     if i.row:
         where.append(f"row {i.row}")
     if i.item:
