@@ -379,3 +379,23 @@ def test_lgdp_check_reads_a_multi_table_workbook(tmp_path: Path, capsys) -> None
     out = capsys.readouterr().out
     for f in data.faults:
         assert f"{f.kind} error [sheet {f.table}, row {f.row_number}," in out
+
+
+def test_a_sheet_bomb_is_refused_once_before_any_sheet_is_read() -> None:
+    import io
+    import zipfile
+
+    from lgdp.parse import parse_submission
+
+    spec = clas()
+    data = synth.tables(spec, COUNCIL, PERIOD, 10, seed=2)
+    book = io.BytesIO(_xlsx(data.tables, spec))
+    out = io.BytesIO()
+    with zipfile.ZipFile(book) as src, zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as dst:
+        for info in src.infolist():
+            body = src.read(info)
+            if info.filename == "xl/worksheets/sheet2.xml":  # the episodes sheet, blown up with blanks
+                body = body.replace(b"</sheetData>", b"</sheetData>" + b" " * 400_000_000)
+            dst.writestr(info, body)
+    r = parse_submission(spec, "clas.xlsx", out.getvalue(), council_code=COUNCIL)
+    assert [i.code for i in r.issues] == ["FILE-005"] and r.tables is None and not r.readable

@@ -110,6 +110,18 @@ def parse_tables(
         return _combine(loaded, {}, [found], "csv", started)
     results: dict[str, ParseResult] = {}
     extra: list[Issue] = []
+    if kind == "zip":
+        # the package is checked once (zip bombs, macros, encryption) before any sheet is listed or read
+        from lgdp.parse.readers import Context, Stop, inspect_zip
+
+        from lgdp.parse.core import _accepted
+
+        ctx = Context(limits, started + limits.parse_timeout_s, _accepted(loaded), loaded.spec.governance.contact_email,
+                      loaded.tables[0].dataset)
+        try:
+            inspect_zip(data, ctx)
+        except Stop as stop:
+            return _combine(loaded, {}, [stop.issue], "xlsx", started)
     sheets = _sheet_names(data) if kind == "zip" else None
     if sheets is not None:
         wanted = {normalise(t.dataset) for t in loaded.tables}
