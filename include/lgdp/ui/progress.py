@@ -13,7 +13,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Text, cast, func, select
 from sqlalchemy.orm import Session
 
 from lgdp.ledger.models import (
@@ -89,7 +89,7 @@ def progress(session: Session, now: dt.datetime | None = None, return_id: str | 
             CollectionPeriod.due_at,
             CollectionPeriod.closes_at,
             ExpectedSubmission.council_code,
-            ExpectedSubmission.status,
+            cast(ExpectedSubmission.status, Text),  # the enum's value as text: no conversion per cell
         )
         .join(Return, Return.id == CollectionPeriod.return_id)
         .join(ExpectedSubmission, ExpectedSubmission.period_id == CollectionPeriod.id)
@@ -101,12 +101,11 @@ def progress(session: Session, now: dt.datetime | None = None, return_id: str | 
     seen: set[str] = set()
     by_council: dict[str, Counter] = {}
     overdue: Counter = Counter()
-    for rid, title, period, due_at, closes_at, code, status in session.execute(q):
+    for rid, title, period, due_at, closes_at, code, value in session.execute(q):
         key = (rid, period)
         row = rows.get(key)
         if row is None:
             row = rows[key] = ProgressRow(rid, title, period, due_at, closes_at, due_at < now)
-        value = status.value
         row.cells[code] = value
         seen.add(code)
         by_council.setdefault(code, Counter())[value] += 1
