@@ -96,8 +96,10 @@ def column_types(loaded: LoadedSpec, dist: Distribution) -> list[dict[str, objec
     return out
 
 
-ISSUE_COLUMNS = ("council_code", "submission_version", "row", "items", "code", "severity", "message", "explanation")
-ISSUE_TEXT_COLUMNS = ("items", "code", "severity", "message", "explanation")
+ISSUE_COLUMNS = (
+    "council_code", "submission_version", "table", "row", "items", "code", "severity", "message", "explanation"
+)
+ISSUE_TEXT_COLUMNS = ("table", "items", "code", "severity", "message", "explanation")
 
 
 def issues_file_name(return_id: str, period: str) -> str:
@@ -129,9 +131,11 @@ def issues_table(
     per: dict[str, dict[str, int]] = {
         c: {"issues": 0, "queries": 0, "explained": 0, "withheld": 0} for c in sorted(numbers)
     }
-    for council, row, item, code, severity, message, explanation in found:
+    for council, table_name, row, item, code, severity, message, explanation in found:
         counts = per.setdefault(council, {"issues": 0, "queries": 0, "explained": 0, "withheld": 0})
         items = [x.strip() for x in item.split(",")] if item else []
+        if table_name:  # a multi-table return's columns are ``table.item``
+            items = [x if "." in x else f"{table_name}.{x}" for x in items]
         if not all(x in allowed for x in items):
             counts["withheld"] += 1
             continue
@@ -140,7 +144,7 @@ def issues_table(
             counts["queries"] += 1
             counts["explained"] += bool(explanation)
         for name, value in zip(
-            ISSUE_COLUMNS, (council, numbers.get(council), row, item, code, severity, message, explanation)
+            ISSUE_COLUMNS, (council, numbers.get(council), table_name, row, item, code, severity, message, explanation)
         ):
             cols[name].append(value)
     types = {"submission_version": pa.int64(), "row": pa.int64()}

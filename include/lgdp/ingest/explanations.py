@@ -100,15 +100,16 @@ def unexplained_queries(session: Session, version_id: int) -> int:
 
 def issues_of_versions(session: Session, version_ids: Mapping[str, int]) -> list[tuple]:
     """Every issue recorded on the given versions (council code -> version id), with its
-    explanation: ``(council, row, item, code, severity, message, explanation)`` in council, row
-    and recording order. For deliveries: a requester receives each council's issues and
+    explanation: ``(council, table, row, item, code, severity, message, explanation)`` in council,
+    row and recording order (``table`` is the table of a multi-table return, else None). For deliveries: a requester receives each council's issues and
     explanations with its data (``lgdp.distribute.build.issues_table`` decides which)."""
     if not version_ids:
         return []
     council_of = {int(v): c for c, v in version_ids.items()}
     found = session.execute(
         select(
-            SubmissionIssue.version_id, SubmissionIssue.row_number, SubmissionIssue.item, SubmissionIssue.code,
+            SubmissionIssue.version_id, SubmissionIssue.table_name, SubmissionIssue.row_number, SubmissionIssue.item,
+            SubmissionIssue.code,
             SubmissionIssue.severity, SubmissionIssue.message, SubmissionIssue.explanation,
         )
         .where(SubmissionIssue.version_id.in_(list(council_of)))
