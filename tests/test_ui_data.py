@@ -47,7 +47,9 @@ def played(ledger_url):
         sync_register(s, reg.specs, reg.reference.councils)
     ta = reg.get("temporary_accommodation_monthly")
     statuses = demo_seed.play(ta, open_label(ta), PLAN)
-    return {"reg": reg, "ta": ta, "period": open_label(ta), "statuses": statuses}
+    clas = reg.get("clas")  # a return of several tables (xlsx, one sheet each)
+    clas_statuses = demo_seed.play(clas, open_label(clas), {EDINBURGH: demo_seed.REJECTED, GLASGOW: demo_seed.EXPLAINED, FIFE: demo_seed.QUERIES})
+    return {"reg": reg, "ta": ta, "period": open_label(ta), "statuses": statuses, "clas_statuses": clas_statuses}
 
 
 def test_play_gives_every_outcome(played):
@@ -57,6 +59,8 @@ def test_play_gives_every_outcome(played):
     assert st[FIFE] == "queries"
     assert st[ABERDEEN] == "accepted"  # explained in the returned workbook
     assert st[HIGHLAND] == "expected"
+    clas = played["clas_statuses"]
+    assert (clas[EDINBURGH], clas[GLASGOW], clas[FIFE], clas[HIGHLAND]) == ("rejected", "accepted", "queries", "expected")
 
 
 def test_register_lists_every_return_with_governance(played):
@@ -81,12 +85,17 @@ def test_return_detail_items_rules_distribution_and_shared(played):
     clas = played["reg"].get("clas")
     with session() as s:
         d = return_detail(s, "clas")
-    assert [t["name"] for t in d["tables"]] == [clas.spec.dataset]
-    items = {i["name"]: i for i in d["tables"][0]["items"]}
-    assert set(items) == {i.name for i in clas.items}
-    for it in clas.items:
-        assert items[it.name]["wording"] == it.wording
-        assert items[it.name]["guidance"] == it.guidance
+    # items per table: CLAS has several (spec.tables), the others one (spec.dataset)
+    assert [t["name"] for t in d["tables"]] == [t.dataset for t in clas.tables]
+    for table, view in zip(d["tables"], clas.tables):
+        items = {i["name"]: i for i in table["items"]}
+        assert set(items) == {i.name for i in view.items}
+        for it in view.items:
+            assert items[it.name]["wording"] == it.wording, (view.dataset, it.name)
+            assert items[it.name]["guidance"] == it.guidance, (view.dataset, it.name)
+    with session() as s:
+        ta = return_detail(s, "temporary_accommodation_monthly")
+    assert [t["name"] for t in ta["tables"]] == [played["ta"].spec.dataset]
     assert [(r["code"], r["severity"], r["message"]) for r in d["rules"]] == [(r.code, r.severity.value, r.message) for r in clas.spec.rules]
     assert [x["requester"] for x in d["distribution"]] == [x.requester for x in clas.spec.distribution]
     expected = {ref for ref, uses in item_overlap(played["reg"].specs).items() if any(r == "clas" for r, _ in uses)}
@@ -135,7 +144,7 @@ def test_council_page_data(played):
         assert council(s, "S12999999") is None
     sub = next(x for x in c["submissions"] if x["return_id"] == "temporary_accommodation_monthly")
     assert sub["status"] == "rejected" and sub["open"]
-    assert c["latest_issues"] and all(i["return_id"] == "temporary_accommodation_monthly" for i in c["latest_issues"])
+    assert {i["return_id"] for i in c["latest_issues"]} == {"temporary_accommodation_monthly", "clas"}  # both rejected
     assert c["upcoming"]
 
 

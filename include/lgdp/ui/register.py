@@ -142,17 +142,22 @@ def _tables(spec: dict[str, Any], ledger_items: list[ReturnItem]) -> list[dict[s
     raw_items = {i.get("name"): i for i in spec.get("items") or [] if isinstance(i, dict)}
 
     def item_view(raw: dict[str, Any] | None, row: ReturnItem | None) -> dict[str, Any]:
+        # The spec's own fields first (a table's item may word a shared name its own way), then the
+        # ledger's resolved row, then the shared dictionary entry.
         raw = raw or {}
-        ref = (row.dictionary_ref if row is not None else None) or raw.get("ref")
+        ref = raw.get("ref") or (row.dictionary_ref if row is not None else None)
         entry = dictionary.get(ref or "", {})
         codes = raw.get("codes") or entry.get("codes")
         code_list = raw.get("code_list") or entry.get("code_list")
+        required = raw.get("required")
+        if required is None:
+            required = row.required if row is not None else entry.get("required", False)
         return {
-            "name": row.name if row is not None else raw.get("name", ""),
-            "wording": (row.wording if row is not None else None) or raw.get("wording") or entry.get("wording") or "",
+            "name": raw.get("name") or (row.name if row is not None else ""),
+            "wording": raw.get("wording") or (row.wording if row is not None else None) or entry.get("wording") or "",
             "guidance": raw.get("guidance") or entry.get("guidance") or "",
-            "type": (row.type if row is not None else None) or raw.get("type") or entry.get("type") or "",
-            "required": bool(row.required if row is not None else raw.get("required", entry.get("required", False))),
+            "type": raw.get("type") or (row.type if row is not None else None) or entry.get("type") or "",
+            "required": bool(required),
             "personal_data": bool(
                 row.personal_data if row is not None else raw.get("personal_data", entry.get("personal_data", False))
             ),
@@ -169,12 +174,12 @@ def _tables(spec: dict[str, Any], ledger_items: list[ReturnItem]) -> list[dict[s
                 continue
             name = t.get("name") or t.get("dataset") or t.get("id") or "table"
             items = [item_view(i, by_name.get(i.get("name"))) for i in t.get("items") or [] if isinstance(i, dict)]
-            out.append({"name": name, "items": items})
+            out.append({"name": name, "wording": t.get("wording") or "", "keys": t.get("keys") or [], "items": items})
         return out
     items = [item_view(raw_items.get(i.name), i) for i in sorted(ledger_items, key=lambda i: i.position)]
     if not items:  # a register row without item rows: fall back to the spec's own list
         items = [item_view(i, None) for i in raw_items.values()]
-    return [{"name": spec.get("dataset") or "data", "items": items}]
+    return [{"name": spec.get("dataset") or "data", "wording": "", "keys": spec.get("keys") or [], "items": items}]
 
 
 def return_detail(session: Session, return_id: str) -> dict[str, Any] | None:
