@@ -119,6 +119,144 @@ def _cmd_specs_overlap(args: argparse.Namespace) -> int:
     return 0
 
 
+def _one_spec(path: str):
+    """The spec at ``path`` (a file of the register's folder, or a folder's spec by id)."""
+    p = Path(path)
+    folder = p.parent if p.suffix == ".yaml" else specs_dir()
+    reg = load_register(folder)
+    stem = p.stem if p.suffix == ".yaml" else path
+    for problem in reg.errors.get(str(p), None) or []:
+        print(problem, file=sys.stderr)
+    try:
+        return reg, reg.get(stem)
+    except KeyError as exc:
+        print(f"lgdp specs: {exc.args[0]}", file=sys.stderr)
+        return reg, None
+
+
+def _cmd_specs_review(args: argparse.Namespace) -> int:
+    from lgdp.specs.governance import render_markdown, render_text, review_pack
+
+    reg, loaded = _one_spec(args.path)
+    if loaded is None:
+        return 1
+    try:
+        pack = review_pack(loaded, reg, args.change)
+    except (KeyError, IndexError):
+        print(f"lgdp specs review: {loaded.id} is approved and has no proposed change to review", file=sys.stderr)
+        return 1
+    print(render_text(pack), end="")
+    if args.output:
+        Path(args.output).write_text(render_markdown(pack), encoding="utf-8")
+        print(f"wrote {args.output}", file=sys.stderr)
+    return 0
+
+
+def _cmd_specs_preview(args: argparse.Namespace) -> int:
+    from lgdp.specs.load import proposed_rule_book
+    from lgdp.validate.offline import OfflineCheckError
+    from lgdp.validate.preview import preview
+
+    reg, loaded = _one_spec(args.path)
+    if loaded is None:
+        return 1
+    try:
+        before, after, _ = proposed_rule_book(loaded, args.change)
+    except (KeyError, IndexError):
+        print(f"lgdp specs preview: {loaded.id} has no proposed change to preview", file=sys.stderr)
+        return 1
+    try:
+        report = preview(before, after, args.period)
+    except OfflineCheckError as exc:
+        print(f"lgdp specs preview: {exc}", file=sys.stderr)
+        return 2
+    print(report.render(), end="")
+    return 0
+
+
+def _cmd_api_token_issue(args: argparse.Namespace) -> int:
+    from lgdp.api.tokens import issue_token
+    from lgdp.ledger.db import session
+
+    try:
+        with session() as s, s.begin():
+            issued = issue_token(s, args.council, name=args.name or "", days=args.days, rate_per_minute=args.rate_per_minute)
+    except ValueError as exc:
+        print(f"lgdp api token issue: {exc}", file=sys.stderr)
+        return 2
+    print(issued.token)
+    print(
+        f"token {issued.id} for council {issued.council_code}, expires {issued.expires_at:%Y-%m-%d}, "
+        f"{issued.rate_per_minute} requests a minute. It is shown only now: give it to the council's system.",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _cmd_api_token_list(args: argparse.Namespace) -> int:
+    import datetime as dt
+
+    from lgdp.api.tokens import list_tokens
+    from lgdp.ledger.db import session
+
+    now = dt.datetime.now(dt.timezone.utc)
+    with session() as s:
+        for t in list_tokens(s, args.council):
+            state = "revoked" if t.revoked_at else ("expired" if t.expires_at <= now else "active")
+            used = f"{t.last_used_at:%Y-%m-%d %H:%M}" if t.last_used_at else "-"
+            print(f"{t.id}  {t.council_code}  {state:7}  expires {t.expires_at:%Y-%m-%d}  {t.rate_per_minute}/min  {t.name}  last used {used}")
+    return 0
+
+
+def _cmd_api_token_revoke(args: argparse.Namespace) -> int:
+    from lgdp.api.tokens import revoke_token
+    from lgdp.ledger.db import session
+
+    with session() as s, s.begin():
+        found = revoke_token(s, args.token_id)
+    if not found:
+        print(f"lgdp api token revoke: no token {args.token_id}", file=sys.stderr)
+        return 1
+    print(f"token {args.token_id} revoked")
+    return 0
+
+
+def _cmd_api_submit(args: argparse.Namespace) -> int:
+    from lgdp.api.client import main_submit
+
+    return main_submit(args)
+
+
+def register_api(sub: argparse._SubParsersAction) -> None:  # noqa: SLF001 - argparse's own type
+    """``lgdp api token issue|list|revoke`` and ``lgdp api submit`` (the example client)."""
+    api = sub.add_parser("api", help="the councils' submission API: tokens and an example client").add_subparsers(
+        dest="api_command", required=True)
+    token = api.add_parser("token", help="council system tokens").add_subparsers(dest="token_command", required=True)
+    issue = token.add_parser("issue", help="issue a token for a council's system (printed once; only its hash is kept)")
+    issue.add_argument("--council", required=True, help="GSS code, e.g. S12000036")
+    issue.add_argument("--name", help="which system it is for, e.g. 'Mosaic (children's services)'")
+    issue.add_argument("--days", type=int, default=365, help="days until it expires (default 365)")
+    issue.add_argument("--rate-per-minute", type=int, default=120, help="requests a minute (default 120)")
+    issue.set_defaults(func=_cmd_api_token_issue)
+    lst = token.add_parser("list", help="tokens (ids, councils, state, expiry; never secrets)")
+    lst.add_argument("--council")
+    lst.set_defaults(func=_cmd_api_token_list)
+    rev = token.add_parser("revoke", help="revoke a token at once")
+    rev.add_argument("token_id")
+    rev.set_defaults(func=_cmd_api_token_revoke)
+    sm = api.add_parser("submit", help="submit a file through the API (example client)")
+    sm.add_argument("file", help=".xlsx, .csv, .zip (one CSV per table), .xml or .json (rows)")
+    sm.add_argument("--url", default="http://localhost:8080/council-api", help="the API's base address")
+    sm.add_argument("--token", help="default: $LGDP_API_TOKEN")
+    sm.add_argument("--council", required=True)
+    sm.add_argument("--return", dest="return_id", required=True)
+    sm.add_argument("--period", required=True)
+    sm.add_argument("--idempotency-key", help="default: derived from the content (a rerun does not submit twice)")
+    sm.add_argument("--wait", action="store_true", help="wait until decided; exit 0 if accepted, 3 otherwise")
+    sm.add_argument("--timeout", type=float, default=600.0)
+    sm.set_defaults(func=_cmd_api_submit)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lgdp", description="Local Government Data Platform tools.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -135,6 +273,16 @@ def build_parser() -> argparse.ArgumentParser:
     lst.set_defaults(func=_cmd_specs_list)
     ovl = specs.add_parser("overlap", help="shared data items collected by more than one return")
     ovl.set_defaults(func=_cmd_specs_overlap)
+    rev = specs.add_parser("review", help="the review pack of a proposed return or change (docs/governance.md)")
+    rev.add_argument("path", help="the spec file (e.g. return_specs/clas.yaml) or a return id")
+    rev.add_argument("--change", type=int, help="position of the proposed change in changes: (default: the first proposed)")
+    rev.add_argument("--output", "-o", help="also write the pack as Markdown to this file")
+    rev.set_defaults(func=_cmd_specs_review)
+    pre = specs.add_parser("preview", help="replay councils' accepted submissions under a proposed change")
+    pre.add_argument("path", help="the spec file or a return id")
+    pre.add_argument("--period", required=True, help="the period whose accepted submissions are replayed")
+    pre.add_argument("--change", type=int, help="position of the proposed change (default: the first proposed)")
+    pre.set_defaults(func=_cmd_specs_preview)
     __import__("lgdp.validate.cli", fromlist=["register"]).register(specs)  # lgdp specs contract ID
 
     syn = sub.add_parser("synth", help="write a deterministic synthetic submission (clean or with chosen faults)")
@@ -155,6 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
     from lgdp.parse import cli as parse_cli
 
     parse_cli.register(sub)  # lgdp check FILE
+    register_api(sub)  # lgdp api token issue|list|revoke, lgdp api submit
     return parser
 
 

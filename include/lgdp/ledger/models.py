@@ -13,11 +13,13 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Date,
     DateTime,
     Enum,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     MetaData,
@@ -355,3 +357,77 @@ class LateFile(Base):
     uploaded_by: Mapped[str | None] = mapped_column(Text)
     uploaded_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     received_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
+
+
+class ApiToken(Base):
+    """A council system's token for the submission API (``lgdp api token issue``).
+
+    Only the SHA-256 of the secret is kept: the token itself is shown once, when issued. A token
+    acts for one council, until ``expires_at`` or ``revoked_at``; ``rate_per_minute`` caps its requests.
+    """
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[str] = mapped_column(String(24), primary_key=True)
+    council_code: Mapped[str] = mapped_column(ForeignKey("councils.code"), index=True)
+    name: Mapped[str] = mapped_column(Text)
+    secret_sha256: Mapped[str] = mapped_column(String(64))
+    rate_per_minute: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    expires_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    last_used_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class ApiRequest(Base):
+    """Every request to the submission API: who (token, council), when, what, and the outcome. No bodies."""
+
+    __tablename__ = "api_requests"
+    __table_args__ = (Index("ix_api_requests_token_id_at", "token_id", "at"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    token_id: Mapped[str | None] = mapped_column(String(24))  # only a token that exists
+    council_code: Mapped[str | None] = mapped_column(String(9))
+    method: Mapped[str] = mapped_column(String(10))
+    path: Mapped[str] = mapped_column(Text)
+    status: Mapped[int] = mapped_column(Integer)
+    code: Mapped[str | None] = mapped_column(String(40))
+    submission_id: Mapped[str | None] = mapped_column(String(36))
+    client: Mapped[str | None] = mapped_column(Text)
+    duration_ms: Mapped[int | None] = mapped_column(Integer)
+
+
+class ApiSubmission(Base):
+    """A submission received through the API, on its way into the council's SharePoint folder.
+
+    ``original_sha256`` is the request body as sent (archived); ``file_sha256`` the file placed in
+    the folder (the same bytes, or the CSV/zip made from JSON rows, or the filled feedback workbook
+    for explanations). ``status``: ``queued`` until the file is in the folder, then ``placed``
+    (``source_item_id``/``source_etag`` name it, and the collect task processes it like any file).
+    """
+
+    __tablename__ = "api_submissions"
+    __table_args__ = (UniqueConstraint("council_code", "idempotency_key"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    token_id: Mapped[str] = mapped_column(ForeignKey("api_tokens.id"))
+    council_code: Mapped[str] = mapped_column(String(9))
+    return_id: Mapped[str] = mapped_column(String(40))
+    period: Mapped[str] = mapped_column(String(20))
+    kind: Mapped[str] = mapped_column(String(12))  # data | explanations
+    idempotency_key: Mapped[str] = mapped_column(Text)
+    request_sha256: Mapped[str] = mapped_column(String(64))
+    original_sha256: Mapped[str] = mapped_column(ForeignKey("archived_files.sha256"))
+    file_sha256: Mapped[str] = mapped_column(ForeignKey("archived_files.sha256"))
+    filename: Mapped[str] = mapped_column(Text)
+    content_type: Mapped[str] = mapped_column(Text)
+    target_path: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(12), index=True)  # queued | placed
+    source_item_id: Mapped[str | None] = mapped_column(Text)
+    source_etag: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+    detail: Mapped[dict[str, Any] | None]
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    placed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
