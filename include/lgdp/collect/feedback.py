@@ -169,6 +169,20 @@ def build_workbook(meta: FeedbackMeta, issues: Sequence[FeedbackIssue]) -> bytes
     def text_cell(ws, value, **style):
         return cell(ws, value, **style) if not isinstance(value, str) else _text(cell(ws, value, **style))
 
+    def styled(ws, **style):
+        """A maker of cells sharing one style, worked out once (setting a style per cell costs more
+        than the rest of the row: a hundred thousand issues stay cheap). Text is written as text."""
+        proto = cell(ws, None, **style)
+
+        def make(value):
+            x = WriteOnlyCell(ws, value=value)
+            x._style = proto._style
+            if isinstance(value, str):
+                x.data_type = "s"
+            return x
+
+        return make
+
     title = f"Feedback on your {meta.return_title} return"
     summary.row_dimensions[next(rows)].height = 2 * LINE_POINTS
     summary.append([text_cell(summary, title, font=Font(bold=True, size=14))])
@@ -223,21 +237,22 @@ def build_workbook(meta: FeedbackMeta, issues: Sequence[FeedbackIssue]) -> bytes
     header = [cell(sheet, h, font=bold, alignment=wrap) for h in headers]
     header[-1] = cell(sheet, headers[-1] + " (queries only)", font=bold, fill=shade, alignment=wrap)
     sheet.append(header)
+    at_top, wrapped = styled(sheet, alignment=top), styled(sheet, alignment=wrap)
+    explanation = styled(sheet, fill=shade, alignment=wrap, number_format=TEXT_FORMAT)
     for n, i in enumerate(issues[:cap], start=2):
         sized = row_height(sheet, iter([n]), [(i.item, WIDTHS[1]), (i.value, WIDTHS[2]), (i.message, WIDTHS[5]),
-                                              (i.explanation, WIDTHS[6])])
-        sheet.append([text_cell(sheet, i.table, alignment=top)] * tabled + [
-            cell(sheet, i.row, alignment=top),
-            text_cell(sheet, i.item, alignment=wrap),
-            text_cell(sheet, i.value, alignment=wrap),
-            text_cell(sheet, i.code, alignment=top),
-            text_cell(sheet, i.severity, alignment=top),
-            text_cell(sheet, i.message, alignment=wrap),
-            text_cell(sheet, i.explanation, fill=shade, alignment=wrap, number_format=TEXT_FORMAT)
-            if i.severity == "query" else None,
+                                              (i.explanation, WIDTHS[6])], light=True)
+        sheet.append([at_top(i.table)] * tabled + [
+            at_top(i.row),
+            wrapped(i.item),
+            wrapped(i.value),
+            at_top(i.code),
+            at_top(i.severity),
+            wrapped(i.message),
+            explanation(i.explanation) if i.severity == "query" else None,
         ])
         if sized:
-            del sheet.row_dimensions[n]  # written with the row: keep a million issues cheap
+            dict.__delitem__(sheet.row_dimensions, n)  # written with the row: nothing kept per issue
     sheet.auto_filter.ref = f"A1:{last}{min(len(issues), cap) + 1}"
 
     hidden = wb.create_sheet(META_SHEET)
@@ -281,13 +296,21 @@ def text_lines(value: object, width: float) -> int:
     return sum(max(1, math.ceil(len(part) / per_line)) for part in str(value).split("\n"))
 
 
-def row_height(ws, rows, cells: Sequence[tuple[object, float]]) -> bool:
-    """Set the height of the next row (from ``rows``) to fit its wrapped cells; True if set."""
+def row_height(ws, rows, cells: Sequence[tuple[object, float]], light: bool = False) -> bool:
+    """Set the height of the next row (from ``rows``) to fit its wrapped cells; True if set.
+
+    ``light``: for a write-only sheet's row that is removed again right after it is appended (the
+    Issues sheet). The worksheet writer reads a row's attributes with ``row_dimensions.get(n)``
+    while appending it, so a plain mapping of them does; building a ``RowDimension`` per row would
+    double the time a hundred thousand issues take."""
     n = next(rows)
     lines = max(text_lines(v, w) for v, w in cells)
     if lines <= 1:
         return False
-    ws.row_dimensions[n].height = lines * LINE_POINTS + 2
+    if light:
+        dict.__setitem__(ws.row_dimensions, n, {"ht": f"{lines * LINE_POINTS + 2:g}", "customHeight": "1"})
+    else:
+        ws.row_dimensions[n].height = lines * LINE_POINTS + 2
     return True
 
 
