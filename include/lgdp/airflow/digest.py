@@ -24,3 +24,17 @@ class CouncilDigestOperator(BaseOperator):
             dag_run = context.get("dag_run")
             now = getattr(dag_run, "logical_date", None) or getattr(dag_run, "run_after", None)
         return send_digests(now)
+
+
+class PlatformDigestOperator(BaseOperator):
+    """Send the platform team its weekly governance digest (``lgdp.notify.platform``), once a week."""
+
+    ui_color = "#e8daef"
+
+    def execute(self, context: Any, now: dt.datetime | None = None) -> dict[str, object]:
+        from lgdp.notify.platform import send_platform_digest
+
+        if now is None:
+            dag_run = context.get("dag_run")
+            now = getattr(dag_run, "logical_date", None) or getattr(dag_run, "run_after", None)
+        return send_platform_digest(now)

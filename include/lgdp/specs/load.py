@@ -162,7 +162,8 @@ class LoadedSpec:
             return self.whole.for_period(label).table(self.table_name)
         cache = base.extra.setdefault("_periods", {})
         if label not in cache:
-            applied = [c for c in base.spec.changes if period_order(base.spec, c.from_period) <= period_order(base.spec, label)]
+            applied = [c for c in base.spec.changes if c.status == "approved"
+                       and period_order(base.spec, c.from_period) <= period_order(base.spec, label)]
             if not applied:
                 cache[label] = base
             else:
@@ -170,6 +171,28 @@ class LoadedSpec:
                 assert base.reference is not None
                 cache[label] = _build(spec, base.reference, base.path, base.sha256, base=base, period_label=label)
         return cache[label]
+
+
+def proposed_rule_book(loaded: LoadedSpec, index: int | None = None) -> tuple[LoadedSpec, LoadedSpec, Change]:
+    """(the rule book in force before a proposed change, the rule book with it, the change).
+
+    ``index`` is the change's position in ``changes``; by default the first proposed one. The
+    rule book before it is the spec with every approved change before it applied.
+    """
+    base = loaded.base or loaded.whole
+    changes = base.spec.changes
+    if index is None:
+        index = next((k for k, c in enumerate(changes) if c.status == "proposed"), None)
+        if index is None:
+            raise KeyError(f"{base.id} has no proposed change")
+    change = changes[index]
+    before = [c for c in changes[:index] if c.status == "approved"]
+    assert base.reference is not None
+    # Both are fixed rule books (no changes left to apply for a period): today's latest approved
+    # rule book before the proposal, and the same with the proposal.
+    old = _build(apply_changes(base.spec, before), base.reference, base.path, base.sha256)
+    new = _build(apply_changes(base.spec, before + [change]), base.reference, base.path, base.sha256)
+    return old, new, change
 
 
 def period_order(spec: ReturnSpec, label: str) -> "Any":
@@ -836,6 +859,58 @@ def _cross_check(spec: ReturnSpec, ref: Reference) -> list[tuple[tuple[Any, ...]
     return problems
 
 
+def _item_refs(spec: ReturnSpec) -> dict[str, tuple[tuple[Any, ...], Any]]:
+    """'table.item' (or 'item') -> (path, item) of every item of the spec."""
+    out: dict[str, tuple[tuple[Any, ...], Any]] = {}
+    if spec.tables:
+        for t, table in enumerate(spec.tables):
+            for i, it in enumerate(table.items):
+                out[f"{table.name}.{it.name}"] = (("tables", t, "items", i), it)
+    else:
+        for i, it in enumerate(spec.items):
+            out[it.name] = (("items", i), it)
+    return out
+
+
+def _agreed(proposal: Any, name: str) -> bool:
+    short = name.rpartition(".")[2]
+    return any(a.items is None or name in a.items or short in a.items for a in proposal.agreements)
+
+
+def _proposal_problems(spec: ReturnSpec) -> list[tuple[tuple[Any, ...], str]]:
+    """A proposed return or change says what governance needs: the proposal block, and for every
+    item a dictionary reference or an agreement on its wording."""
+    problems: list[tuple[tuple[Any, ...], str]] = []
+    g = spec.governance
+    if g.status == Status.proposed:
+        if g.proposal is None:
+            problems.append((("governance", "status"), "a proposed return needs governance.proposal: who asks, regularity, "
+                             "duration, burden inputs and who agreed the items' wording (see docs/governance.md)"))
+        else:
+            for name, (path, it) in _item_refs(spec).items():
+                if it.ref is None and not _agreed(g.proposal, name):
+                    problems.append(((*path, "name"), f"{name!r} has no data dictionary reference (ref) and no agreement "
+                                     "covers its wording: add ref, or list it in governance.proposal.agreements"))
+    seen_proposed = False
+    for k, change in enumerate(spec.changes):
+        if change.status == "proposed":
+            seen_proposed = True
+            if change.proposal is None:
+                problems.append((("changes", k, "status"), "a proposed change needs proposal: who asks, regularity, duration, "
+                                 "burden inputs and who agreed the new or changed items' wording (see docs/governance.md)"))
+                continue
+            for i, ci in enumerate(change.items):
+                name = f"{ci.table}.{ci.name}" if ci.table else ci.name
+                if ci.ref is None and (ci.wording is not None or ci.guidance is not None or ci.type is not None) \
+                        and not _agreed(change.proposal, name):
+                    problems.append((("changes", k, "items", i, "name"), f"{name!r} has no data dictionary reference and no "
+                                     "agreement covers its wording: add ref, or list it in proposal.agreements"))
+        elif seen_proposed:
+            problems.append((("changes", k, "status"), "an approved change cannot follow a proposed one: approve or "
+                             "withdraw the proposed change first"))
+    return problems
+
+
 def _change_problems(spec: ReturnSpec, ref: Reference) -> list[tuple[tuple[Any, ...], str]]:
     """Each yearly change: names things that exist, in period order, and leaves a valid rule book."""
     from lgdp.periods import period_from_label
@@ -923,7 +998,7 @@ def load_spec(path: Path, ref: Reference) -> LoadedSpec:
         raise SpecError(_pydantic_problems(exc, doc, name, ReturnSpec)) from None
     cross = _cross_check(spec, ref)
     if not cross:
-        cross = _change_problems(spec, ref)
+        cross = _change_problems(spec, ref) + _proposal_problems(spec)
     if cross:
         raise SpecError([SpecProblem(name, doc.line_of(p), _dotted(p), m) for p, m in cross])
     if path.stem != spec.id:

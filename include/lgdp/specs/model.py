@@ -34,6 +34,38 @@ class Status(str, Enum):
     retired = "retired"
 
 
+class Agreement(Strict):
+    """Who agreed a proposal's wording and guidance (a named body and a date)."""
+
+    body: str = Field(min_length=3, description="The body that agreed, e.g. 'CLAS working group (SG, SOLACE, 6 councils)'.")
+    date: dt.date = Field(description="When it agreed.")
+    items: list[str] | None = Field(
+        None, description="The items whose wording and guidance it agreed ('table.item' or 'item'); omitted: every item."
+    )
+    note: str | None = None
+
+
+class BurdenInputs(Strict):
+    """The inputs of a proposal's burden estimate."""
+
+    records_per_council: int = Field(ge=1, description="Records (rows, over all tables) a council sends each collection.")
+    minutes_per_record: float = Field(gt=0, description="Minutes a council officer spends per record (extract, check, send).")
+
+
+class Proposal(Strict):
+    """What a proposal for a new return, or a change to one, must say before it is approved."""
+
+    submitted_by: str = Field(min_length=3, description="Who asks for the data (body and contact).")
+    submitted_on: dt.date
+    regularity: str = Field(min_length=10, description="How often the data is needed, and why that often.")
+    duration: str = Field(min_length=5, description="For how long the collection is needed (e.g. '2027-28 to 2031-32').")
+    burden: BurdenInputs
+    agreements: list[Agreement] = Field(min_length=1, description="Who agreed the wording and guidance of the items, and when.")
+    dictionary_reference: str | None = Field(
+        None, description="The data dictionary or standard the items follow, if any (items with 'ref' use the shared one)."
+    )
+
+
 class Governance(Strict):
     """Why the return exists and who answers for it (the seeds' 'governance arrangements')."""
 
@@ -48,6 +80,7 @@ class Governance(Strict):
     )
     review_date: dt.date = Field(description="When the return's relevance must next be reviewed.")
     status: Status = Field(description="Only approved specs become DAGs.")
+    proposal: Proposal | None = Field(None, description="Required while the return is proposed (see docs/governance.md).")
 
 
 class Frequency(str, Enum):
@@ -285,6 +318,10 @@ class Change(Strict):
     rules: list[Rule] = Field(default_factory=list, description="Rules added, or replaced (same code).")
     retire_rules: list[str] = Field(default_factory=list, description="Codes of rules no longer checked.")
     retire_items: list[str] = Field(default_factory=list, description="Items no longer collected ('table.item' or 'item').")
+    status: Literal["approved", "proposed"] = Field(
+        "approved", description="A proposed change is reviewed and previewed but never applied to a period."
+    )
+    proposal: Proposal | None = Field(None, description="Required while the change is proposed (see docs/governance.md).")
 
 
 class Plausibility(Strict):
