@@ -239,11 +239,44 @@ def test_xlsx_and_zipped_csv_give_the_same_tables() -> None:
     buf = io.BytesIO()
     to_csv_zip(data.tables, {t.dataset: list(t.items) for t in spec.tables}, buf)
     b = parse_submission(spec, "clas.zip", buf.getvalue(), council_code=COUNCIL)
-    assert a.issues == [] and b.issues == []
-    assert a.tables is not None and b.tables is not None
+    from lgdp.synth.writers import to_xml_tables
+
+    xml = io.BytesIO()
+    to_xml_tables(spec, data.tables, xml, COUNCIL, PERIOD)
+    c = parse_submission(spec, "clas.xml", xml.getvalue(), council_code=COUNCIL)
+    assert a.issues == [] and b.issues == [] and c.issues == [], [str(i) for i in c.issues][:5]
+    assert a.tables is not None and b.tables is not None and c.tables is not None
     for name in ("children", "episodes", "placements"):
         assert a.tables[name].num_rows == len(data.tables[name])
         assert a.tables[name].equals(b.tables[name]), name
+        assert a.tables[name].equals(c.tables[name]), name
+
+
+def test_xml_of_several_tables_gets_table_issues_and_the_xsd() -> None:
+    from xml.etree import ElementTree as ET
+
+    from lgdp.collect.template import sample_xml, template_files, xsd_for
+    from lgdp.parse import parse_submission
+
+    spec = clas()
+    xsd = xsd_for(spec)
+    assert '<xs:element name="clas">' in xsd and '<xs:element name="episodes" type="episodes_records"/>' in xsd
+    files = template_files(spec, PERIOD, "Thursday 1 October 2026")
+    assert "clas.xsd" in files and "clas_2025-26_sample.xml" in files
+    import xmlschema
+
+    assert xmlschema.XMLSchema10(xsd).is_valid(sample_xml(spec, PERIOD))
+    doc = ("<clas return='clas' council='S12000036' period='2025-26'><children><record><child_id>C1</child_id>"
+           "<date_of_birth>not a date</date_of_birth></record></children><carers/></clas>").encode()
+    r = parse_submission(spec, "clas.xml", doc, council_code=COUNCIL)
+    got = {(i.code, i.table) for i in r.issues}
+    assert ("TBL-002", None) in got and ("TBL-001", "episodes") in got and ("TBL-001", "placements") in got
+    assert ("TYPE-001", "children") in got and r.tables is None
+    assert [i.row for i in r.issues if i.code == "TYPE-001"] == [2]
+    wrong = parse_submission(spec, "clas.xml", b"<episodes><record/></episodes>", council_code=COUNCIL)
+    assert [i.code for i in wrong.issues] == ["XSD-001"] and "outermost element must be <clas>" in wrong.issues[0].message
+    bomb = parse_submission(spec, "clas.xml", b'<!DOCTYPE x [<!ENTITY a "aaaa">]><clas>&a;</clas>', council_code=COUNCIL)
+    assert [i.code for i in bomb.issues] == ["FILE-007"]
 
 
 def test_missing_and_unexpected_tables_are_clear_issues() -> None:

@@ -67,6 +67,8 @@ def xsd_for(loaded: LoadedSpec) -> str:
     validation rule, so that a wrong code is reported with its row like any other).
     """
     spec = loaded.spec
+    if loaded.multi:
+        return _xsd_tables(loaded)
     lines = [
         '<?xml version="1.0" encoding="UTF-8"?>',
         '<xs:schema xmlns:xs="http://www.w3.org/2001/XMLSchema" elementFormDefault="unqualified">',
@@ -96,8 +98,69 @@ def xsd_for(loaded: LoadedSpec) -> str:
     return "\n".join(lines)
 
 
+def _record_type(name: str, loaded: LoadedSpec) -> list[str]:
+    lines = [f"  <xs:complexType name={quoteattr(name)}>", "    <xs:all>"]
+    for it in loaded.items:
+        doc = it.wording + (f" Codes: {', '.join(c.code for c in it.codes)}." if it.codes else "")
+        lines.append(
+            f'      <xs:element name={quoteattr(it.name)} type="{XSD_TYPES[it.type]}" minOccurs="0">'
+            f"<xs:annotation><xs:documentation>{escape(doc)}</xs:documentation></xs:annotation></xs:element>"
+        )
+    return lines + ["    </xs:all>", "  </xs:complexType>"]
+
+
+def _xsd_tables(loaded: LoadedSpec) -> str:
+    """A return of several tables: ``<id return= council= period=>`` holding one element per table
+    (``<children>``, ``<episodes>``...), each holding its ``<record>`` elements."""
+    spec = loaded.spec
+    lines = [
+        '<?xml version="1.0" encoding="UTF-8"?>',
+        '<xs:schema xmlns:xs="http://www.w3.org/2001/XMLSchema" elementFormDefault="unqualified">',
+        "  <xs:annotation><xs:documentation>"
+        + escape(f"{spec.title} (return {spec.id}, version {spec.version}). One element per table, "
+                 "each with one <record> per row.")
+        + "</xs:documentation></xs:annotation>",
+        f"  <xs:element name={quoteattr(spec.id)}>",
+        "    <xs:complexType>",
+        "      <xs:sequence>",
+    ]
+    for view in loaded.tables:
+        lines.append(f'        <xs:element name={quoteattr(view.dataset)} type={quoteattr(view.dataset + "_records")}/>')
+    lines += [
+        "      </xs:sequence>",
+        '      <xs:attribute name="return" type="xs:string"/>',
+        '      <xs:attribute name="council" type="xs:string"/>',
+        '      <xs:attribute name="period" type="xs:string"/>',
+        "    </xs:complexType>",
+        "  </xs:element>",
+    ]
+    for view in loaded.tables:
+        lines += [
+            f"  <xs:complexType name={quoteattr(view.dataset + '_records')}>",
+            "    <xs:sequence>",
+            f'      <xs:element name="record" type={quoteattr(view.dataset + "_record")} minOccurs="0" maxOccurs="unbounded"/>',
+            "    </xs:sequence>",
+            "  </xs:complexType>",
+        ]
+        lines += _record_type(view.dataset + "_record", view)
+    lines += ["</xs:schema>", ""]
+    return "\n".join(lines)
+
+
 def sample_xml(loaded: LoadedSpec, period_label: str) -> str:
     spec = loaded.spec
+    if loaded.multi:
+        parts = ['<?xml version="1.0" encoding="UTF-8"?>',
+                 f"<!-- {escape(spec.title)}: one element per table, one <record> per row; leave out an element "
+                 "when its value is blank. -->",
+                 f'<{spec.id} return={quoteattr(spec.id)} council="S12000000" period={quoteattr(period_label)}>']
+        for view in loaded.tables:
+            parts += [f"  <{view.dataset}>", "    <record>"]
+            for it in view.items:
+                value = it.codes[0].code if it.codes else SAMPLE_VALUES.get(it.type, "")
+                parts.append(f"      <{it.name}>{escape(value)}</{it.name}>  <!-- {escape(it.wording).replace('--', '-')} -->")
+            parts += ["    </record>", f"  </{view.dataset}>"]
+        return "\n".join(parts + [f"</{spec.id}>", ""])
     parts = [
         '<?xml version="1.0" encoding="UTF-8"?>',
         f"<!-- {escape(spec.title)}: one <record> per row; leave out an element when its value is blank. -->",
@@ -290,7 +353,7 @@ def template_files(loaded: LoadedSpec, period_label: str, due_text: str) -> dict
     elif "csv" in formats:
         out[f"{stem}_template.csv"] = header_csv(loaded)
     if "xml" in formats:
-        out[f"{loaded.spec.dataset}.xsd"] = xsd_for(loaded).encode("utf-8")
+        out[f"{loaded.spec.dataset or loaded.id}.xsd"] = xsd_for(loaded).encode("utf-8")
         out[f"{stem}_sample.xml"] = sample_xml(loaded, period_label).encode("utf-8")
     if "xlsx" not in formats:
         out[f"{stem}_guidance.xlsx"] = guidance_workbook(loaded, period_label, due_text)

@@ -236,7 +236,7 @@ def _schema(loaded: LoadedSpec) -> Any:
 
     from lgdp.collect.template import xsd_for
 
-    key = (loaded.id, loaded.sha256)
+    key = (loaded.staging_name, loaded.sha256, loaded.spec.version)  # a table of a multi-table return has its own
     with _SCHEMA_LOCK:
         if key not in _SCHEMAS:
             _SCHEMAS[key] = xmlschema.XMLSchema10(xsd_for(loaded))

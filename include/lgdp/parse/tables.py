@@ -4,6 +4,8 @@
   compared as headings are: ``Episodes`` and ``EPISODES`` match), with the same reader, header
   mapping, typing and limits as a one-table return. The guidance and code-list sheets of the
   template are ignored; any other sheet is ``TBL-002``; a table without its sheet is ``TBL-001``.
+* xml: ``<id return= council= period=>`` holding one element per table (``<episodes>``), each
+  with its ``<record>`` elements, validated against the return's generated XML Schema table by table.
 * csv: a zip holding one CSV file per table, named after the table (``episodes.csv``), read
   safely (the same entry-count, size and expansion limits as a workbook). A single CSV file for
   a return of several tables is ``TBL-003`` (it says how to send them together).
@@ -102,6 +104,8 @@ def parse_tables(
     kind = sniff(data)
     if kind == "zip" and _is_csv_bundle(data) and "csv" in loaded.spec.formats:
         return _parse_bundle(loaded, filename, data, council_code, limits, started)
+    if kind == "xml" and "xml" in loaded.spec.formats:
+        return _parse_xml(loaded, filename, data, council_code, limits, started)
     if kind == "text":
         stem = filename.rsplit(".", 1)[0]
         found = issue("TBL-003", **words)
@@ -144,6 +148,60 @@ def parse_tables(
     # not a workbook we can list (damaged, another format): the one-table reader says why, once
     first = parse_submission(loaded.tables[0], filename, data, council_code=council_code, limits=limits, others=())
     return _combine(loaded, {}, first.issues, first.format, started)
+
+
+def _parse_xml(loaded: LoadedSpec, filename: str, data: bytes, council_code: str | None, limits: Limits,
+               started: float) -> ParseResult:
+    """``<id return= council= period=>`` with one element per table: each table's element becomes a
+    document of its own (``<episodes return= ...><record>...``), read and validated against that
+    table's XML Schema by the one-table reader, so its issues and row numbers are the same."""
+    from xml.etree.ElementTree import ParseError, tostring
+
+    from defusedxml import DefusedXmlException
+    from defusedxml import ElementTree as DET
+
+    words = _words(loaded)
+    if b"<!DOCTYPE" in data[:1 << 16].upper() or b"<!ENTITY" in data.upper():
+        return _combine(loaded, {}, [issue("FILE-007")], "xml", started)
+    try:
+        root = DET.fromstring(data, forbid_dtd=True, forbid_entities=True, forbid_external=True)
+    except DefusedXmlException:
+        return _combine(loaded, {}, [issue("FILE-007")], "xml", started)
+    except ParseError:
+        # the one-table reader words it (line and column)
+        first = parse_submission(loaded.tables[0], filename, data, council_code=council_code, limits=limits, others=())
+        return _combine(loaded, {}, first.issues, "xml", started)
+
+    def local(tag: object) -> str:
+        return str(tag).rsplit("}", 1)[-1] if isinstance(tag, str) else ""
+
+    if local(root.tag) != loaded.id:
+        found = issue("XSD-001", detail=f"the outermost element must be <{loaded.id}> holding one element per table "
+                                        f"({words['tables']}), not <{local(root.tag)}>")
+        return _combine(loaded, {}, [found], "xml", started)
+    extra: list[Issue] = []
+    elements: dict[str, object] = {}
+    wanted = {t.dataset for t in loaded.tables}
+    for child in root:
+        name = local(child.tag)
+        if not name:
+            continue
+        if name in wanted and name not in elements:
+            elements[name] = child
+        else:
+            extra.append(issue("TBL-002", kind="element", name=f"<{name[:50]}>", tables=words["tables"]))
+    results: dict[str, ParseResult] = {}
+    for t in loaded.tables:
+        elem = elements.get(t.dataset)
+        if elem is None:
+            extra.append(dataclasses.replace(
+                issue("TBL-001", table=t.dataset, where="element", kind=f"element <{t.dataset}>",
+                      **{k: words[k] for k in ("count", "tables")}), table=t.dataset))
+            continue
+        elem.attrib.update({k: v for k, v in root.attrib.items() if k in ("return", "council", "period")})
+        results[t.dataset] = parse_submission(t, f"{t.dataset}.xml", tostring(elem, encoding="utf-8"),
+                                              council_code=council_code, limits=limits, others=())
+    return _combine(loaded, results, extra, "xml", started)
 
 
 def _parse_bundle(loaded: LoadedSpec, filename: str, data: bytes, council_code: str | None, limits: Limits,

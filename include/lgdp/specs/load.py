@@ -756,9 +756,6 @@ def _cross_check(spec: ReturnSpec, ref: Reference) -> list[tuple[tuple[Any, ...]
     problems: list[tuple[tuple[Any, ...], str]] = []
     # name -> (table or None, item type): the columns distribution and plausibility may name
     columns: dict[str, Any] = {}
-    if spec.tables and "xml" in spec.formats:
-        problems.append((("formats", spec.formats.index("xml")), "a return of several tables is collected as xlsx (a sheet per "
-                         "table) or csv (a zip of one CSV file per table); xml is not supported for several tables yet"))
     if spec.tables:
         table_names: dict[str, int] = {}
         for t, table in enumerate(spec.tables):

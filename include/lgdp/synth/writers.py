@@ -212,7 +212,41 @@ def write_tables(loaded: LoadedSpec, tables: Mapping[str, Iterable[Mapping[str, 
         return to_xlsx_tables(tables, items, target)
     if fmt == "csv":
         return to_csv_zip(tables, items, target)
-    raise SynthError(f"format {fmt!r} is not offered for a return of several tables: use xlsx or csv")
+    if fmt == "xml":
+        return to_xml_tables(loaded, tables, target)
+    raise SynthError(f"format {fmt!r} is not offered for a return of several tables: use xlsx, csv or xml")
+
+
+def to_xml_tables(loaded: LoadedSpec, tables: Mapping[str, Iterable[Mapping[str, Any]]], target: Any,
+                  council_code: str = "", period_label: str = "") -> int:
+    """``<id return= council= period=>`` with one element per table holding its ``<record>`` rows."""
+    fh, close = _open_text(target, newline=None)
+    n = 0
+    try:
+        attrs = {"return": loaded.id, "council": council_code, "period": period_label}
+        fh.write(f'<?xml version="1.0" encoding="UTF-8"?>\n<{loaded.id}'
+                 + "".join(f" {k}={quoteattr(v)}" for k, v in attrs.items()) + ">\n")
+        for view in loaded.tables:
+            names = [it.name for it in view.items]
+            fh.write(f"  <{view.dataset}>\n")
+            for row in tables[view.dataset]:
+                parts = ["    <record>"]
+                for name in names:
+                    v = row.get(name)
+                    if v is not None and v != "":
+                        parts.append(f"<{name}>{escape(text_value(v))}</{name}>")
+                parts.append("</record>\n")
+                fh.write("".join(parts))
+                n += 1
+            fh.write(f"  </{view.dataset}>\n")
+        fh.write(f"</{loaded.id}>\n")
+        fh.flush()
+        return n
+    finally:
+        if close:
+            fh.close()
+        elif isinstance(fh, io.TextIOWrapper) and not isinstance(target, io.TextIOBase):
+            fh.detach()  # the caller's binary stream stays open
 
 
 def write_sample(
