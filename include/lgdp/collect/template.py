@@ -85,16 +85,9 @@ def xsd_for(loaded: LoadedSpec) -> str:
         '      <xs:attribute name="period" type="xs:string"/>',
         "    </xs:complexType>",
         "  </xs:element>",
-        '  <xs:complexType name="record">',
-        "    <xs:all>",
     ]
-    for it in loaded.items:
-        doc = it.wording + (f" Codes: {', '.join(c.code for c in it.codes)}." if it.codes else "")
-        lines.append(
-            f'      <xs:element name={quoteattr(it.name)} type="{XSD_TYPES[it.type]}" minOccurs="0">'
-            f"<xs:annotation><xs:documentation>{escape(doc)}</xs:documentation></xs:annotation></xs:element>"
-        )
-    lines += ["    </xs:all>", "  </xs:complexType>", "</xs:schema>", ""]
+    lines += _record_type("record", loaded)
+    lines += ["</xs:schema>", ""]
     return "\n".join(lines)
 
 

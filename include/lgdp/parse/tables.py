@@ -42,6 +42,12 @@ def _words(loaded: LoadedSpec) -> dict[str, str]:
     return {"count": str(len(names)), "tables": ", ".join(names), "files": ", ".join(f"{n}.csv" for n in names)}
 
 
+def _missing(table: str, where: str, kind: str, words: dict[str, str]) -> Issue:
+    """TBL-001 for a table the submission does not have, naming the table."""
+    found = issue("TBL-001", table=table, where=where, kind=kind, count=words["count"], tables=words["tables"])
+    return dataclasses.replace(found, table=table)
+
+
 def _sheet_names(data: bytes) -> list[str] | None:
     try:
         from python_calamine import CalamineWorkbook
@@ -137,9 +143,7 @@ def parse_tables(
         present = {normalise(s) for s in sheets}
         for t in loaded.tables:
             if normalise(t.dataset) not in present:
-                extra.append(dataclasses.replace(
-                    issue("TBL-001", table=t.dataset, where="sheet", kind="sheet", **{k: words[k] for k in ("count", "tables")}),
-                    table=t.dataset))
+                extra.append(_missing(t.dataset, "sheet", "sheet", words))
                 continue
             results[t.dataset] = parse_submission(t, filename, data, council_code=council_code, limits=limits, others=())
         if not results:
@@ -194,9 +198,7 @@ def _parse_xml(loaded: LoadedSpec, filename: str, data: bytes, council_code: str
     for t in loaded.tables:
         elem = elements.get(t.dataset)
         if elem is None:
-            extra.append(dataclasses.replace(
-                issue("TBL-001", table=t.dataset, where="element", kind=f"element <{t.dataset}>",
-                      **{k: words[k] for k in ("count", "tables")}), table=t.dataset))
+            extra.append(_missing(t.dataset, "element", f"element <{t.dataset}>", words))
             continue
         elem.attrib.update({k: v for k, v in root.attrib.items() if k in ("return", "council", "period")})
         results[t.dataset] = parse_submission(t, f"{t.dataset}.xml", tostring(elem, encoding="utf-8"),
@@ -244,9 +246,7 @@ def _parse_bundle(loaded: LoadedSpec, filename: str, data: bytes, council_code: 
     for t in loaded.tables:
         info = by_table.get(t.dataset)
         if info is None:
-            extra.append(dataclasses.replace(
-                issue("TBL-001", table=t.dataset, where="CSV file in the zip", kind=f"file {t.dataset}.csv",
-                      **{k: words[k] for k in ("count", "tables")}), table=t.dataset))
+            extra.append(_missing(t.dataset, "CSV file in the zip", f"file {t.dataset}.csv", words))
             continue
         member = zf.read(info)
         results[t.dataset] = parse_submission(t, f"{t.dataset}.csv", member, council_code=council_code, limits=limits, others=())

@@ -247,6 +247,14 @@ def _date_literal(d: dt.date) -> exp.Expression:
     return exp.Cast(this=exp.Literal.string(d.isoformat()), to=exp.DataType.build("date"))
 
 
+def _parameter(node: exp.Placeholder, params: Mapping[str, dt.date | str]) -> exp.Expression:
+    """A :parameter as SQL: a date literal, or SQL text (a Soda variable)."""
+    value = params[str(node.name)]
+    if isinstance(value, dt.date):
+        return _date_literal(value)
+    return sqlglot.parse_one(str(value), read=DIALECT)
+
+
 def compile_query(
     tree: exp.Expression,
     catalog: Catalog,
@@ -275,10 +283,7 @@ def compile_query(
             sub = sqlglot.parse_one(source(db, name), read=DIALECT)
             return exp.Subquery(this=sub, alias=exp.TableAlias(this=exp.to_identifier(alias)))
         if isinstance(node, exp.Placeholder):
-            value = params[str(node.name)]
-            if isinstance(value, dt.date):
-                return _date_literal(value)
-            return sqlglot.parse_one(str(value), read=DIALECT)
+            return _parameter(node, params)
         return node
 
     tree = tree.transform(replace)
@@ -293,12 +298,7 @@ def compile_condition(tree: exp.Expression, params: Mapping[str, dt.date | str])
     """A row condition with the period's parameters filled in."""
 
     def replace(node: exp.Expression) -> exp.Expression:
-        if isinstance(node, exp.Placeholder):
-            value = params[str(node.name)]
-            if isinstance(value, dt.date):
-                return _date_literal(value)
-            return sqlglot.parse_one(str(value), read=DIALECT)
-        return node
+        return _parameter(node, params) if isinstance(node, exp.Placeholder) else node
 
     return tree.copy().transform(replace).sql(dialect=DIALECT)
 

@@ -112,6 +112,17 @@ def to_xlsx(
     return n
 
 
+def _record(indent: str, row: Mapping[str, Any], names: Sequence[str]) -> str:
+    """One ``<record>`` line: an element per item with a value (a blank value is left out)."""
+    parts = [f"{indent}<record>"]
+    for name in names:
+        v = row.get(name)
+        if v is not None and v != "":
+            parts.append(f"<{name}>{escape(text_value(v))}</{name}>")
+    parts.append("</record>\n")
+    return "".join(parts)
+
+
 def to_xml(
     rows: Iterable[Mapping[str, Any]],
     items: Sequence[ResolvedItem | str],
@@ -127,13 +138,7 @@ def to_xml(
         fh.write(f'<?xml version="1.0" encoding="UTF-8"?>\n<{root}{attrs}>\n')
         n = 0
         for row in rows:
-            parts = ["  <record>"]
-            for name in names:
-                v = row.get(name)
-                if v is not None and v != "":
-                    parts.append(f"<{name}>{escape(text_value(v))}</{name}>")
-            parts.append("</record>\n")
-            fh.write("".join(parts))
+            fh.write(_record("  ", row, names))
             n += 1
         fh.write(f"</{root}>\n")
         fh.flush()
@@ -230,13 +235,7 @@ def to_xml_tables(loaded: LoadedSpec, tables: Mapping[str, Iterable[Mapping[str,
             names = [it.name for it in view.items]
             fh.write(f"  <{view.dataset}>\n")
             for row in tables[view.dataset]:
-                parts = ["    <record>"]
-                for name in names:
-                    v = row.get(name)
-                    if v is not None and v != "":
-                        parts.append(f"<{name}>{escape(text_value(v))}</{name}>")
-                parts.append("</record>\n")
-                fh.write("".join(parts))
+                fh.write(_record("    ", row, names))
                 n += 1
             fh.write(f"  </{view.dataset}>\n")
         fh.write(f"</{loaded.id}>\n")
