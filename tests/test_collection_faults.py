@@ -4,11 +4,12 @@ Through the real thing, not ``dag.test``: a PostgreSQL of this module's own (so 
 restarted without disturbing other tests), the ledger and Airflow's metadata migrated on it, the
 Microsoft 365 stand-in over HTTP (SharePoint and Graph sendMail), and Airflow's api-server,
 scheduler, dag-processor and triggerer run by the demo's :class:`lgdp.dev.Supervisor` (which
-restarts a component that exits). One CLAS run collects for five councils, one fault each:
+restarts a component that exits). One CLAS run collects for seven councils, one fault each:
 
 - feedback delivery failing (the council's ``_platform`` folder read-only) for longer than the
   task's retries used to last;
 - a file replaced between the listing and the download;
+- a file Graph will not serve for minutes (the download fails, the listing works);
 - several files at once, and a file after acceptance;
 - a file replaced while the task processes it (the trigger would fire at once);
 - a ledger database restart of 10 s.
@@ -37,10 +38,10 @@ import pytest
 from sqlalchemy import create_engine, text
 
 ROOT = Path(__file__).resolve().parents[1]
-FEEDBACK, REPLACED, BATCH, LOOP, RESTART, AFTER_RESTART = (
-    "S12000005", "S12000006", "S12000008", "S12000010", "S12000011", "S12000013",
+FEEDBACK, REPLACED, BATCH, LOOP, RESTART, AFTER_RESTART, UNREADABLE = (
+    "S12000005", "S12000006", "S12000008", "S12000010", "S12000011", "S12000013", "S12000014",
 )
-COUNCILS = [FEEDBACK, REPLACED, BATCH, LOOP, RESTART, AFTER_RESTART]
+COUNCILS = [FEEDBACK, REPLACED, BATCH, LOOP, RESTART, AFTER_RESTART, UNREADABLE]
 pytestmark = [pytest.mark.airflow, pytest.mark.slow]
 
 
@@ -319,6 +320,27 @@ def test_a_file_replaced_between_listing_and_download_is_recorded_as_read_and_pr
     assert st.collect_task(c)[1:] == (1, 0)
 
 
+def test_a_file_graph_will_not_serve_for_minutes_is_collected_when_it_does(stack):
+    """Listing works, the download fails (503, beyond the SDK's retries) for over a minute: the
+    task neither fails nor loses the file, and does not defer on a trigger that would fire at once."""
+    st, c = stack, UNREADABLE
+    from lgdp.devservices.m365 import item_id_for
+
+    rel = f"{st.folder(c)}/return.xlsx"
+    down = st.m365.inject_fault(status=503, retry_after=1, count=100000, path_contains=item_id_for(rel))
+    good = st.workbook(c, 14, seed=11)
+    st.m365.put_file(rel, good)
+    assert _when(lambda: 100000 - down.count >= 8, 300), f"only {100000 - down.count} refused downloads"
+    assert st.versions(c) == [] and st.collect_task(c)[0] in ("deferred", "running")
+    with st.m365.state.lock:
+        down.count = 0  # Graph serves the file again
+    assert _when(lambda: st.collect_task(c)[0] == "success", 300), _diagnose(st, c)
+    [v] = st.versions(c)
+    assert v[1:4] == ("accepted", 14, hashlib.sha256(good).hexdigest())
+    assert len(st.outcome_mail(c)) == 1
+    assert st.collect_task(c)[1:] == (1, 0)
+
+
 def test_several_files_at_once_each_processed_in_order_and_answered_also_after_acceptance(stack):
     st, c = stack, BATCH
     broken, good, later = b"PK\x03\x04 broken", st.workbook(c, 15, seed=5), st.workbook(c, 16, seed=6)
@@ -370,7 +392,7 @@ def test_a_file_replaced_while_processed_is_handled_in_the_task_without_a_lost_t
     assert len(st.outcome_mail(c)) == 2
     assert st.collect_task(c)[1:] == (1, 0)
     # and over the whole run so far, no collect try was lost to a re-deferral
-    for council in (FEEDBACK, REPLACED, BATCH, LOOP):
+    for council in (FEEDBACK, REPLACED, UNREADABLE, BATCH, LOOP):
         assert st.collect_task(council)[1:] == (1, 0), council
 
 
@@ -395,6 +417,6 @@ def test_a_database_restart_is_survived_and_collection_resumes(stack):
     assert _when(lambda: st.collect_task(AFTER_RESTART)[0] == "success", 300), _diagnose(st, AFTER_RESTART)
     assert [v[1] for v in st.versions(AFTER_RESTART)] == ["accepted"]
     assert len(st.outcome_mail(AFTER_RESTART)) == 1
-    for council in (FEEDBACK, REPLACED, BATCH, LOOP):  # nothing decided earlier moved or was told twice
+    for council in (FEEDBACK, REPLACED, UNREADABLE, BATCH, LOOP):  # nothing decided earlier moved or was told twice
         assert st.status(council) == "accepted"
     assert len(st.outcome_mail(FEEDBACK)) == 2 and len(st.outcome_mail(BATCH)) == 4
