@@ -290,7 +290,7 @@ def test_progress_page_shows_the_ledger_and_links_a_rejected_council_to_its_issu
     assert "rejected" in rejected.get_attribute("title")
     rejected.click()
     page.wait_for_selector("#status")
-    assert page.url.endswith(f"/submissions/{TA}/{period}/{EDINBURGH}")
+    assert page.url.endswith(f"/submissions/{TA}/{period}/{EDINBURGH}#issues")
     assert page.locator("#status").inner_text() == "rejected"
     assert page.locator("#issue-rows tbody tr").count() >= 1
     assert page.locator("#issue-rows").inner_text().count("error") >= 1

@@ -70,7 +70,7 @@ def matrix_cells(p: Any, prefix: str, abbrev: dict[str, str]) -> list[Markup]:
             over = late and s != "accepted"
             parts.append(
                 f'<td class="cell st-{s}{" overdue" if over else ""}" data-council="{code}" data-status="{s}">'
-                f'<a href="{href}{code}" title="{name}: {label.get(s, s)}{" (overdue)" if over else ""}">{short.get(s, "")}</a></td>'
+                f'<a href="{href}{code}{"#issues" if s in ("rejected", "queries") else ""}" title="{name}: {label.get(s, s)}{" (overdue)" if over else ""}">{short.get(s, "")}</a></td>'
             )
         out.append(Markup("".join(parts)))
     return out
