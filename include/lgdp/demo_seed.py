@@ -8,8 +8,9 @@ councils has been through the real pipeline by the time a newcomer looks.
    period opened a few days (annual: a few weeks) ago and is not yet due; it points
    ``LGDP_SPECS_DIR`` there for every Airflow process. Nothing else in a spec changes, and the
    copy is kept while it still gives an open window, so a restarted demo finds the same periods.
-2. In a background thread, once Airflow is healthy, it triggers each return's DAG for that
-   period (unless a run already opened it) and, as the council folders appear in the Microsoft
+2. In a background thread, once Airflow is healthy, it waits for each return's DAG to open that
+   period (the scheduler starts a run for the latest opening by itself; the seed triggers one
+   only if none has a few minutes after the DAG is parsed) and, as the council folders appear in the Microsoft
    365 stand-in, drops synthetic files from ``lgdp synth`` (clean or with fault modes) into
    them, so the real scheduler, triggerer and collect tasks process them: accepted, rejected with
    errors, queries awaiting explanation, queries explained in the returned feedback workbook and
@@ -209,13 +210,38 @@ def _airflow(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([str(Path(sys.executable).with_name("airflow")), *args], env=env, capture_output=True, text=True)
 
 
-def _runs(env: dict[str, str], dag_id: str) -> list[dict[str, Any]]:
-    out = _airflow(env, "dags", "list-runs", dag_id, "--output", "json")
-    line = next((ln for ln in out.stdout.splitlines() if ln.startswith("[")), "[]")
+def _airflow_runs(env: dict[str, str], dag_id: str) -> tuple[bool, list[tuple[Any, Any]]]:
+    """(is the DAG serialized yet, [(logical date, conf)] of its runs), from Airflow's metadata database."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"])
     try:
-        return json.loads(line)
-    except ValueError:
-        return []
+        with engine.connect() as conn:
+            known = conn.execute(text("SELECT 1 FROM serialized_dag WHERE dag_id = :d LIMIT 1"), {"d": dag_id}).first() is not None
+            runs = conn.execute(text("SELECT logical_date, conf FROM dag_run WHERE dag_id = :d"), {"d": dag_id}).all()
+        return known, [(r[0], r[1]) for r in runs]
+    except Exception:  # noqa: BLE001 - not migrated or not reachable yet
+        return False, []
+    finally:
+        engine.dispose()
+
+
+def _has_run_for(loaded: Any, period: str, runs: list[tuple[Any, Any]]) -> bool:
+    """A run opens ``period``: its conf names it, or (scheduled) its logical date is its opening."""
+    from lgdp.periods import period_opening_at
+
+    for logical_date, conf in runs:
+        if isinstance(conf, str):
+            try:
+                conf = json.loads(conf)
+            except ValueError:
+                conf = None
+        if isinstance(conf, dict) and conf.get("period"):
+            if conf["period"] == period:
+                return True
+        elif logical_date is not None and period_opening_at(loaded.spec.collection, logical_date).label == period:
+            return True
+    return False
 
 
 def _period_opened(db: str, return_id: str, period: str) -> bool:
@@ -258,16 +284,20 @@ def drive(env: dict[str, str], drive_root: Path, port: int, stop: threading.Even
         period = period_from_label(loaded.spec.collection, _period_label(loaded)).label
         todo.append((loaded, period, plan_for(loaded, offset)))
     deadline = time.monotonic() + timeout
-    for loaded, period, _ in todo:  # open every period first, so the matrix fills at once
+    # The scheduler starts a run for each return's latest opening by itself (catchup off): that is
+    # the period open today. Trigger one only if, a few minutes after the DAG is known, it has not.
+    for loaded, period, _ in todo:
+        known_since = None
         while not stop.is_set() and time.monotonic() < deadline and not _period_opened(db, loaded.id, period):
-            runs = _runs(env, loaded.dag_id)
-            if not any((r.get("conf") or {}).get("period") == period for r in runs if isinstance(r.get("conf"), dict)):
+            known, runs = _airflow_runs(env, loaded.dag_id)
+            if known and known_since is None:
+                known_since = time.monotonic()
+            if known_since is not None and time.monotonic() - known_since > 180 and not _has_run_for(loaded, period, runs):
                 out = _airflow(env, "dags", "trigger", loaded.dag_id, "--conf", json.dumps({"period": period}))
                 if out.returncode == 0:
                     log(f"{loaded.dag_id}: triggered for period {period} (window open today)")
-            for _ in range(15):
-                if stop.wait(2) or _period_opened(db, loaded.id, period):
-                    break
+                    known_since = time.monotonic() + 600  # give it time before trying again
+            stop.wait(5)
     played: set[tuple[str, str]] = set()
     explained: set[tuple[str, str]] = set()
     while not stop.is_set() and time.monotonic() < deadline:
