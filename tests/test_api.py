@@ -378,7 +378,8 @@ def test_replay_gives_the_same_answer_and_no_second_version(server, tokens, ledg
 
 def test_concurrent_submissions_for_one_council_are_each_kept_placed_and_processed(server, tokens, ledger, smtp):
     prev = ledger["previous"]
-    files = [_xlsx(EDINBURGH, prev, 8 + n, seed=20 + n) for n in range(6)]
+    # each with an error, so each is a version of its own (a file after an acceptance would be kept as late)
+    files = [_xlsx(EDINBURGH, prev, 8 + n, {"bad_code": 1}, seed=20 + n) for n in range(6)]
     jobs = [(f, f"concurrent-{n:04d}") for n, f in enumerate(files)] + [(files[0], "concurrent-0000")] * 3
 
     def send(job):
@@ -396,8 +397,9 @@ def test_concurrent_submissions_for_one_council_are_each_kept_placed_and_process
     states = [_status(server, tokens["edinburgh"], EDINBURGH, sid) for sid in ids]
     versions = sorted(s["version"]["number"] for s in states)
     assert versions == [1, 2, 3, 4, 5, 6]  # nothing lost: each a version, in the order they were placed
-    last = max(states, key=lambda s: s["version"]["number"])
-    assert last["state"] == "accepted" and all(s["state"] == "superseded" or s is last or s["decided"] for s in states)
+    assert all(s["state"] == "rejected" and s["decided"] and s["version"]["errors"] >= 1 for s in states)
+    assert len({s["file"] for s in states}) == 6
+    assert _count("SELECT count(DISTINCT original_sha256) FROM lgdp.api_submissions WHERE idempotency_key LIKE 'concurrent-%'") == 6
 
 
 # ---- the pipeline: both routes, the same outcome ------------------------------------------------------
@@ -500,29 +502,45 @@ def test_both_routes_give_the_same_outcome_through_the_real_collect_task(server,
     assert [s.replace("City of Edinburgh", "X") for s in ed] == [s.replace("Glasgow City", "X") for s in gl]
 
 
-def test_json_rows_go_through_the_same_parser_as_the_csv_and_name_the_same_rows(server, tokens, ledger, smtp):
-    """JSON rows are the CSV a council would send: same rows loaded, same issues (row 2 = index 0)."""
+def test_json_rows_give_the_same_version_as_the_csv_dropped_in_the_folder(server, tokens, ledger, env, smtp, tmp_path):
+    """JSON rows are the CSV a council would send: the same issues on the same rows (row 2 = index 0)."""
     import csv as csv_
 
     from lgdp.api.submissions import rows_to_file
-
-    prev = ledger["previous"]
-    loaded = ledger["loaded"]
+    from lgdp.collect.graph import folder_path
     from lgdp.synth import write_sample
 
-    buf = io.BytesIO()
-    write_sample(loaded, GLASGOW, prev, 15, "csv", buf, 7, {"bad_code": 1})
-    rows = list(csv_.DictReader(io.StringIO(buf.getvalue().decode("utf-8-sig"))))
+    prev, loaded, tok = ledger["previous"], ledger["loaded"], tokens["edinburgh"]
+    path = tmp_path / "rows.csv"
+    write_sample(loaded, EDINBURGH, prev, 15, "csv", path, 7, {"bad_code": 2})
+    rows = list(csv_.DictReader(io.StringIO(path.read_bytes().decode("utf-8-sig"))))
     body = json.dumps({"rows": rows}).encode()
     made, ext = rows_to_file(loaded, body)
     assert ext == "csv" and list(csv_.DictReader(io.StringIO(made.decode()))) == rows
-    r = _submit(server, tokens["glasgow"], GLASGOW, prev, body, ctype="application/json", key="json-rows-000001")
+    r = _submit(server, tok, EDINBURGH, prev, body, ctype="application/json", key="json-rows-000001")
     assert r.status_code == 202, r.text
     sid = r.json()["submission_id"]
-    _placed(server, tokens["glasgow"], GLASGOW, sid)
-    collect_once(GLASGOW, prev)
-    status = _status(server, tokens["glasgow"], GLASGOW, sid)
-    assert status["state"] in ("late", "rejected")  # Glasgow's previous period was accepted above: kept, not processed
+    _placed(server, tok, EDINBURGH, sid)
+    collect_once(EDINBURGH, prev)
+    env["m365"].put_file(f"{folder_path('clas', prev, EDINBURGH)}/rows-by-hand.csv", path.read_bytes())
+    collect_once(EDINBURGH, prev)
+    status = _status(server, tok, EDINBURGH, sid)
+    assert status["state"] == "superseded" or status["state"] == "rejected"
+    api_issues = _call(server["client"], "GET", f"/v1/councils/{EDINBURGH}/submissions/{sid}/issues", tok).json()
+    assert api_issues["total"] >= 2 and all(i["index"] == i["row"] - 2 for i in api_issues["issues"] if i["row"])
+    from lgdp.ledger.db import engine
+
+    with engine().connect() as conn:
+        by_version = conn.execute(text(
+            "SELECT v.version, array_agg(i.code || ':' || coalesce(i.row_number::text, '') || ':' || coalesce(i.item, '') ORDER BY i.id) "
+            "FROM lgdp.submission_versions v JOIN lgdp.expected_submissions e ON e.id = v.submission_id "
+            "JOIN lgdp.collection_periods p ON p.id = e.period_id JOIN lgdp.submission_issues i ON i.version_id = v.id "
+            "WHERE e.council_code = :c AND p.period = :p GROUP BY v.version ORDER BY v.version DESC LIMIT 2"), {"c": EDINBURGH, "p": prev}).all()
+    (hand_v, hand), (json_v, from_json) = by_version
+    assert json_v == status["version"]["number"] and hand_v == json_v + 1
+    assert from_json == hand
+    assert [f"{i['code']}:{i['row'] or ''}:{i['item'] or ''}" for i in api_issues["issues"]] == sorted(from_json, key=from_json.index) or \
+        sorted(f"{i['code']}:{i['row'] or ''}:{i['item'] or ''}" for i in api_issues["issues"]) == sorted(from_json)
     # the request body itself is archived byte for byte
     assert _count("SELECT count(*) FROM lgdp.archived_files WHERE sha256 = :s", s=hashlib.sha256(body).hexdigest()) == 1
 
@@ -539,8 +557,9 @@ def test_json_rows_of_a_return_of_several_tables_parse_like_its_zip(tmp_path):
 
     loaded = load_register(ROOT / "return_specs").get("clas")
     assert loaded.multi
-    buf = io.BytesIO()
-    write_sample(loaded, EDINBURGH, _period(), 20, "csv", buf, 4, {})
+    path = tmp_path / "clas.zip"
+    write_sample(loaded, EDINBURGH, _period(), 20, "csv", path, 4, {})
+    buf = io.BytesIO(path.read_bytes())
     with zipfile.ZipFile(io.BytesIO(buf.getvalue())) as zf:
         tables = {n.rsplit(".", 1)[0]: list(csv_.DictReader(io.StringIO(zf.read(n).decode("utf-8-sig")))) for n in zf.namelist()}
     made, ext = rows_to_file(loaded, json.dumps({"tables": tables}).encode())

@@ -43,13 +43,29 @@ ERRORS = {
     429: {"description": "Rate limit of the token reached (Retry-After)"},
 }
 FILE_TYPES = [t for t in subs.CONTENT_TYPES if t != "application/json"]
-PLACERS = 3
+
+
+POOL_SIZE = 8  # the ledger's default pool (2 + 3) is sized for tasks; the api-server serves many callers at once
+_ENGINES: dict[str, Any] = {}
+_ENGINES_LOCK = threading.Lock()
+
+
+def api_session() -> Any:
+    """A ledger session from the API's own connection pool (requests, the request log)."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.orm import Session
+
+    from lgdp.ledger.db import database_url
+
+    url = database_url()
+    with _ENGINES_LOCK:
+        if url not in _ENGINES:
+            _ENGINES[url] = create_engine(url, pool_pre_ping=True, pool_size=POOL_SIZE, max_overflow=POOL_SIZE)
+    return Session(_ENGINES[url], expire_on_commit=False)
 
 
 def _session() -> Iterator[Any]:
-    from lgdp.ledger.db import session
-
-    with session() as s:
+    with api_session() as s:
         yield s
 
 
@@ -62,17 +78,18 @@ def _error(exc: ApiError, headers: dict[str, str] | None = None) -> JSONResponse
 
 # ---- the placing of queued files (threads in the api-server process) ---------------------------
 class Placer:
-    """Threads that place queued submissions in councils' folders; woken by each new one.
+    """A thread with its own event loop that places queued submissions in councils' folders.
 
-    The queue is the ledger, so a restart resumes it and several api-server workers share it.
+    Woken by each new submission, and every few seconds anyway; the queue is the ledger, so a
+    restart resumes it and several api-server workers share it (``SKIP LOCKED``). After a failure
+    (Graph or the ledger down) it waits longer each time, up to a minute.
     """
 
-    def __init__(self, threads: int = PLACERS, idle_seconds: float = 5.0) -> None:
-        self.threads = threads
+    def __init__(self, idle_seconds: float = 5.0) -> None:
         self.idle_seconds = idle_seconds
         self._wake = threading.Event()
         self._lock = threading.Lock()
-        self._started: list[threading.Thread] = []
+        self._thread: threading.Thread | None = None
 
     def wake(self) -> None:
         self.start()
@@ -80,27 +97,43 @@ class Placer:
 
     def start(self) -> None:
         with self._lock:
-            if self._started:
-                return
-            for n in range(self.threads):
-                t = threading.Thread(target=self._run, name=f"lgdp-api-placer-{n}", daemon=True)
-                t.start()
-                self._started.append(t)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="lgdp-api-placer", daemon=True)
+                self._thread.start()
 
     def _run(self) -> None:
+        import asyncio
+
+        asyncio.run(self._main())
+
+    async def _main(self) -> None:
+        import asyncio
+
+        from lgdp.collect.graph import SharePointDrive
+
+        drive = SharePointDrive()
         failures = 0
         while True:
             try:
-                placed = subs.place_queued()
-                failures = 0 if placed else failures
+                placed = await subs.place_queued(drive)
             except Exception:  # noqa: BLE001 - the ledger is down: try again later, never die
-                failures += 1
                 log.warning("placing queued submissions failed; trying again", exc_info=True)
                 placed = 0
             if placed:
+                failures = 0
                 continue
-            self._wake.wait(min(60.0, self.idle_seconds * (2 ** min(failures, 4))))
+            failures = min(failures + 1, 4) if self._had_queue() else 0
+            wait = min(60.0, self.idle_seconds * (2 ** failures)) if failures else self.idle_seconds
+            await asyncio.get_running_loop().run_in_executor(None, self._wake.wait, wait)
             self._wake.clear()
+
+    @staticmethod
+    def _had_queue() -> bool:
+        try:
+            with api_session() as s:
+                return subs.queued_count(s) > 0
+        except Exception:  # noqa: BLE001
+            return True
 
 
 # ---- authentication --------------------------------------------------------------------------
@@ -116,7 +149,10 @@ def _caller(request: Request, db: Any, credentials: HTTPAuthorizationCredentials
         raise ApiError(401, p.code, p.message) from None
     request.state.token_id = caller.token_id
     request.state.council = caller.council_code
-    _rate_limit(db, caller)
+    try:
+        _rate_limit(db, caller)
+    finally:
+        db.rollback()  # give the connection back while the body is read and the request handled
     return caller
 
 def _existing_token(db: Any, token_id: str | None) -> str | None:
@@ -199,10 +235,9 @@ def create_app(*, placer: Placer | None = None) -> FastAPI:
         return response
 
     def _log_request(request: Request, status: int, ms: int) -> None:
-        from lgdp.ledger.db import session
         from lgdp.ledger.models import ApiRequest
 
-        with session() as s, s.begin():
+        with api_session() as s, s.begin():
             s.add(ApiRequest(
                 at=dt.datetime.now(dt.timezone.utc), token_id=request.state.token_id, council_code=request.state.council,
                 method=request.method[:10], path=request.url.path[:2000], status=status, code=request.state.code,
@@ -313,10 +348,8 @@ def create_app(*, placer: Placer | None = None) -> FastAPI:
         return _accepted(request, council, received)
 
     def _receive(caller: Caller, council: str, return_id: str, period: str, body: bytes, kind: str, name: str | None, key: str):
-        from lgdp.ledger.db import session
-
         loaded = subs.load_return(return_id)
-        with session() as s, s.begin():
+        with api_session() as s, s.begin():
             received = subs.receive(s, token_id=caller.token_id, council=council, loaded=loaded, period=period,
                                     body=body, content_type=kind, filename=name, key=key)
         placer.wake()
@@ -380,9 +413,7 @@ def create_app(*, placer: Placer | None = None) -> FastAPI:
         return _accepted(request, council, received)
 
     def _explain(request: Request, caller: Caller, council: str, submission_id: str, body: bytes, key: str):
-        from lgdp.ledger.db import session
-
-        with session() as s, s.begin():
+        with api_session() as s, s.begin():
             sub = _own_submission(s, request, caller, submission_id)
             received = subs.receive_explanations(s, token_id=caller.token_id, council=council, sub=sub, body=body, key=key)
         placer.wake()

@@ -396,17 +396,16 @@ def receive_explanations(
 
 
 # ---- placing files in the council's folder -------------------------------------------------------
-def place_queued(limit: int = 8, drive: Any = None) -> int:
+async def place_queued(drive: Any, limit: int = 16) -> int:
     """Upload queued submissions into their councils' folders (oldest first); returns how many went.
 
     Rows are claimed with ``FOR UPDATE SKIP LOCKED``, so several api-server workers share the
     queue without placing a file twice; a failed upload stays queued with its error, tried again.
+    One event loop per process does the uploads (the Graph client's adapter belongs to a loop).
     """
-    from lgdp.collect.graph import SharePointDrive
     from lgdp.ledger.db import session
 
     placed = 0
-    drive = drive or SharePointDrive()
     with session() as s:
         while placed < limit:
             with s.begin():
@@ -418,7 +417,7 @@ def place_queued(limit: int = 8, drive: Any = None) -> int:
                     return placed
                 data = s.get(ArchivedFile, row.file_sha256).content
                 try:
-                    item = drive.upload_sync(row.target_path, bytes(data))
+                    item = await drive.upload(row.target_path, bytes(data))
                 except Exception as exc:  # noqa: BLE001 - any outage: stays queued, tried again
                     row.attempts += 1
                     row.error = f"{type(exc).__name__}: {str(exc)[:300]}"
@@ -557,6 +556,7 @@ def issues_json(session: Session, sub: ApiSubmission, offset: int = 0, limit: in
     if version is None:
         return {"submission_id": sub.id, "state": found["state"], "version": None, "total": 0, "issues": []}
     loaded = load_return(sub.return_id)
+    session.rollback()  # version_feedback reads with its own session: hold one connection at a time
     meta, issues, _ = version_feedback(loaded, sub.period, sub.council_code, version.id)
     from_json = sub.content_type == "application/json" and sub.kind == "data"
     page = issues[offset: offset + limit]
