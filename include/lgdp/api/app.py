@@ -219,6 +219,7 @@ def create_app(*, placer: Placer | None = None) -> FastAPI:
     @app.middleware("http")
     async def record(request: Request, call_next):  # noqa: ANN202
         started = time.monotonic()
+        placer.start()  # on the first request of the process: what a restart left queued is placed
         request.state.code = None
         request.state.token_id = None
         request.state.council = None

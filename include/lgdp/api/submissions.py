@@ -538,7 +538,7 @@ def status_json(session: Session, sub: ApiSubmission) -> dict[str, Any]:
             "feedback_workbook": f"{out['folder']}/_platform/{feedback_name(version.version)}" if vstatus in DECIDED else None,
         }
         if sub.kind == "data":
-            out["decided"] = state in DECIDED or state == "late"
+            out["decided"] = state in DECIDED or state in ("late", "superseded")  # final: nothing more will happen to it
         keys = [f"outcome:{version.id}:{vstatus}", f"accepted:{version.id}:{vstatus}"]
         if found.get("explanation_file") is not None:
             keys.append(f"explanations:{found['explanation_file'].id}")
