@@ -195,7 +195,10 @@ class CollectSubmissionOperator(BaseOperator):
         failures = int(event.get("failures") or 0)
         todo = list(event.get("items", [])) if event.get("status") == "files" else []
         handled: set[str] = set()  # each file once per try, so the loop always ends
+        held: list[dict[str, Any]] = []  # one CSV per table: the tables' files waiting for the others
         while True:
+            todo, waiting = self._assemble(loaded, period, drive, folder, todo)
+            held += waiting
             unread = [ref for ref in todo if not self._process(loaded, period, drive, ref)]
             handled.update(f"{r['id']}:{r['etag']}" for r in todo)
             delivered = self._send_feedback(loaded, period, drive)
@@ -205,7 +208,7 @@ class CollectSubmissionOperator(BaseOperator):
             if not closed:
                 try:  # what the trigger would find at once: handle it here instead of deferring
                     listing = [item_ref(i) for i in drive.list_folder_sync(folder)]
-                    skip = handled | {f"{r['id']}:{r['etag']}" for r in unread}
+                    skip = handled | {f"{r['id']}:{r['etag']}" for r in unread + held}
                     todo = [r for r in new_items(listing, state.seen) if f"{r['id']}:{r['etag']}" not in skip]
                 except Exception as exc:  # noqa: BLE001 - Graph down: the trigger backs off and keeps waiting
                     self.log.warning("Listing %s before waiting failed (%s); the trigger will retry", folder, type(exc).__name__)
@@ -232,7 +235,7 @@ class CollectSubmissionOperator(BaseOperator):
             self.defer(
                 trigger=CollectWaitTrigger(
                     folder=folder,
-                    seen=state.seen + [f"{r['id']}:{r['etag']}" for r in unread],
+                    seen=state.seen + [f"{r['id']}:{r['etag']}" for r in unread + held],
                     closes_at=period.closes_at.isoformat(),
                     poll_interval=poll_interval_seconds(loaded),
                     conn_id=self.conn_id,
@@ -244,24 +247,62 @@ class CollectSubmissionOperator(BaseOperator):
             )
             return None
 
+    def _assemble(
+        self, loaded: LoadedSpec, period: Period, drive: Any, folder: str, todo: list[dict[str, Any]]
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """(what to process, the table CSVs waiting for the others). A multi-table return sent as
+        one CSV file per table (``children.csv``, ``episodes.csv``...) is one submission once every
+        table's file is in the folder: the files are read and processed together, as one zip."""
+        from lgdp.collect.process import table_part
+
+        parts = [r for r in todo if table_part(loaded, r["name"])]
+        if not parts:
+            return todo, []
+        rest = [r for r in todo if r not in parts]
+        try:
+            listing = [item_ref(i) for i in drive.list_folder_sync(folder) if not getattr(i, "is_folder", False)]
+        except Exception as exc:  # noqa: BLE001 - Graph down: the files wait for the next look
+            self.log.warning("Listing %s failed (%s); the table files wait", folder, type(exc).__name__)
+            return rest, parts
+        latest: dict[str, dict[str, Any]] = {}
+        for r in sorted(listing, key=lambda r: r.get("last_modified") or ""):
+            table = table_part(loaded, r["name"])
+            if table:
+                latest[table] = r
+        missing = [t.dataset for t in loaded.tables if t.dataset not in latest]
+        if missing:
+            self.log.info("Table files %s are in; waiting for %s before processing them as one submission",
+                          ", ".join(sorted(latest)), ", ".join(f"{m}.csv" for m in missing))
+            return rest, parts
+        return rest + [{"bundle": latest, **next(iter(latest.values()))}], []
+
     def _process(self, loaded: LoadedSpec, period: Period, drive: Any, ref: dict[str, Any]) -> bool:
         """Process one file; False if it could not be read now (Graph down): it is tried again later."""
         from lgdp.collect.graph import GraphError, GraphNotFound
         from lgdp.collect.process import process_upload
 
-        try:
-            read = read_settled(drive, ref)
-        except GraphNotFound:
-            self.log.info("A file went from the folder before it could be read (item %s); nothing to collect", ref["id"])
-            return True
-        except GraphError as exc:
-            self.log.warning("Could not read item %s now (%s); it is tried again later", ref["id"], exc)
-            return False
-        if read is None:
-            self.log.warning("Item %s kept changing while it was read; it is tried again later", ref["id"])
-            return False
-        data, settled = read
-        if settled["etag"] != ref["etag"]:
+        from lgdp.collect.process import bundle_parts
+
+        parts: dict[str, tuple[dict[str, Any], bytes]] = {}
+        for table, part in (ref.get("bundle") or {None: ref}).items():
+            try:
+                read = read_settled(drive, part)
+            except GraphNotFound:
+                self.log.info("A file went from the folder before it could be read (item %s); nothing to collect", part["id"])
+                return True
+            except GraphError as exc:
+                self.log.warning("Could not read item %s now (%s); it is tried again later", part["id"], exc)
+                return False
+            if read is None:
+                self.log.warning("Item %s kept changing while it was read; it is tried again later", part["id"])
+                return False
+            parts[table] = (read[1], read[0])
+        if "bundle" in ref:
+            settled, data = bundle_parts(loaded, period.label, {t: p for t, p in parts.items() if t})
+            self.log.info("One CSV file per table (%s): processed together as one submission", ", ".join(sorted(parts)))
+        else:
+            settled, data = parts[None]
+        if "bundle" not in ref and settled["etag"] != ref["etag"]:
             self.log.info("Item %s was replaced after it was listed: the content read is recorded with its own eTag", ref["id"])
         outcome = process_upload(loaded, period.label, self.council, settled, data)
         if outcome.kind == "explanations":

@@ -95,7 +95,8 @@ def submission_state(return_id: str, period: str, council: str) -> SubmissionSta
             status=_value(sub.status),
             accepted_version=accepted[-1] if accepted else None,
             # an undecided version (a failed validation, say) is offered again; process_file is idempotent
-            seen=[f"{v.source_item_id}:{v.source_etag}" for v in vs if _value(v.status) not in ("received", "loaded")]
+            seen=[key for v in vs if _value(v.status) not in ("received", "loaded")
+                  for key in source_keys(v.source_item_id, v.source_etag)]
             + [f"{item}:{etag}" for item, etag in returned]
             + [f"{item}:{etag}" for item, etag in late],
         )
@@ -347,6 +348,53 @@ def process_explanations(loaded: LoadedSpec, period: str, council: str, ref: dic
             unexplained=unexplained,
             note=note,
         )
+
+
+PART_SEPARATOR = "|"  # a submission assembled from several files (one CSV per table) records their ids and eTags joined
+
+
+def source_keys(item_id: str, etag: str) -> list[str]:
+    """``item:etag`` of the file(s) a version came from: one, or each file of an assembled submission."""
+    ids, etags = item_id.split(PART_SEPARATOR), etag.split(PART_SEPARATOR)
+    keys = [f"{item_id}:{etag}"]
+    if len(ids) > 1 and len(ids) == len(etags):
+        keys += [f"{i}:{e}" for i, e in zip(ids, etags)]
+    return keys
+
+
+def table_part(loaded: LoadedSpec, name: str) -> str | None:
+    """The table a CSV file named after it holds (``episodes.csv``), for a multi-table return collected as CSV."""
+    if not loaded.multi or "csv" not in loaded.spec.formats:
+        return None
+    stem, _, ext = name.rpartition(".")
+    if ext.lower() != "csv":
+        return None
+    from lgdp.parse.headers import normalise
+
+    return next((t.dataset for t in loaded.tables if normalise(t.dataset) == normalise(stem)), None)
+
+
+def bundle_parts(loaded: LoadedSpec, period: str, parts: dict[str, tuple[dict[str, Any], bytes]]) -> tuple[dict[str, Any], bytes]:
+    """One submission from one CSV file per table: a zip of them (each file's bytes as they were)
+    and a reference naming every file (ids and eTags joined), so each is seen as processed."""
+    import io
+    import zipfile
+
+    names = [t.dataset for t in loaded.tables]
+    refs = [parts[n][0] for n in names]
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for n in names:
+            zf.writestr(f"{n}.csv", parts[n][1])
+    ref = {
+        "name": f"{loaded.id}_{period}_" + "+".join(names) + ".zip",
+        "id": PART_SEPARATOR.join(r["id"] for r in refs),
+        "etag": PART_SEPARATOR.join(r["etag"] for r in refs),
+        "path": refs[-1].get("path") or refs[-1]["name"],
+        "last_modified": max((r.get("last_modified") or "" for r in refs), default="") or None,
+        "last_modified_by": refs[-1].get("last_modified_by"),
+    }
+    return ref, buf.getvalue()
 
 
 def storable(value: str | None) -> str | None:
