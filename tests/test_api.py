@@ -366,59 +366,7 @@ def test_bad_input_is_refused_with_a_code_and_nothing_is_kept(server, tokens, le
     assert _footprint() == before
 
 
-def test_replay_gives_the_same_answer_and_no_second_version(server, tokens, ledger, env, smtp):
-    prev = ledger["previous"]
-    data = _xlsx(GLASGOW, prev, 12, seed=3)
-    first = _submit(server, tokens["glasgow"], GLASGOW, prev, data, key="replay-key-0001")
-    again = _submit(server, tokens["glasgow"], GLASGOW, prev, data, key="replay-key-0001")
-    assert first.status_code == again.status_code == 202
-    assert first.json()["submission_id"] == again.json()["submission_id"] and again.json()["replay"] is True
-    other = _submit(server, tokens["glasgow"], GLASGOW, prev, _xlsx(GLASGOW, prev, 13, seed=3), key="replay-key-0001")
-    assert other.status_code == 409 and other.json()["error"]["code"] == "idempotency_key_reused"
-    assert other.json()["error"]["submission_id"] == first.json()["submission_id"]
-    sid = first.json()["submission_id"]
-    _placed(server, tokens["glasgow"], GLASGOW, sid)
-    collect_once(GLASGOW, prev)
-    again = _submit(server, tokens["glasgow"], GLASGOW, prev, data, key="replay-key-0001")  # after processing too
-    assert again.json()["submission_id"] == sid
-    collect_once(GLASGOW, prev)
-    status = _status(server, tokens["glasgow"], GLASGOW, sid)
-    assert status["state"] == "accepted" and status["decided"] and status["version"]["number"] == 1
-    assert status["version"]["rows"] == 12 and status["feedback_sent"] is True
-    assert _count("SELECT count(*) FROM lgdp.api_submissions WHERE idempotency_key = 'replay-key-0001'") == 1
-    # the original bytes are archived, and they are what went into the folder
-    assert _count("SELECT count(*) FROM lgdp.archived_files WHERE sha256 = :s", s=hashlib.sha256(data).hexdigest()) == 1
-    placed = env["m365"].drive_root / status["folder"] / status["file"]
-    assert placed.read_bytes() == data
-
-
-def test_concurrent_submissions_for_one_council_are_each_kept_placed_and_processed(server, tokens, ledger, smtp):
-    prev = ledger["previous"]
-    # each with an error, so each is a version of its own (a file after an acceptance would be kept as late)
-    files = [_xlsx(EDINBURGH, prev, 8 + n, {"bad_code": 1}, seed=20 + n) for n in range(6)]
-    jobs = [(f, f"concurrent-{n:04d}") for n, f in enumerate(files)] + [(files[0], "concurrent-0000")] * 3
-
-    def send(job):
-        data, key = job
-        return _submit(server, tokens["edinburgh"], EDINBURGH, prev, data, key=key)
-
-    with concurrent.futures.ThreadPoolExecutor(len(jobs)) as pool:
-        answers = list(pool.map(send, jobs))
-    assert all(a.status_code == 202 for a in answers), [a.text for a in answers if a.status_code != 202]
-    ids = {a.json()["submission_id"] for a in answers}
-    assert len(ids) == 6  # the three replays of the first answered with its id
-    for sid in ids:
-        _placed(server, tokens["edinburgh"], EDINBURGH, sid)
-    collect_once(EDINBURGH, prev)
-    states = [_status(server, tokens["edinburgh"], EDINBURGH, sid) for sid in ids]
-    versions = sorted(s["version"]["number"] for s in states)
-    assert versions == [1, 2, 3, 4, 5, 6]  # nothing lost: each a version, in the order they were placed
-    assert all(s["state"] == "rejected" and s["decided"] and s["version"]["errors"] >= 1 for s in states)
-    assert len({s["file"] for s in states}) == 6
-    assert _count("SELECT count(DISTINCT original_sha256) FROM lgdp.api_submissions WHERE idempotency_key LIKE 'concurrent-%'") == 6
-
-
-# ---- the pipeline: both routes, the same outcome ------------------------------------------------------
+# ---- the pipeline: both routes, the same outcome (first: no council has a history yet) -------------------
 def test_both_routes_give_the_same_outcome_through_the_real_collect_task(server, tokens, ledger, env, smtp, airflow_db):
     """Edinburgh's system submits through the API; Glasgow drops the same data in its folder. The
     real DAG (``dag.test``: collect tasks, trigger, feedback, emails) processes both; then each
@@ -525,6 +473,58 @@ def test_both_routes_give_the_same_outcome_through_the_real_collect_task(server,
     gl = [s for s in (m["Subject"] for m in smtp.messages) if "Glasgow" in s and ", version " in s]
     assert len(ed) == len(gl) >= 2  # the queries, then the acceptance: the same messages by both routes
     assert [s.replace("City of Edinburgh", "X") for s in ed] == [s.replace("Glasgow City", "X") for s in gl]
+
+
+def test_replay_gives_the_same_answer_and_no_second_version(server, tokens, ledger, env, smtp):
+    prev = ledger["previous"]
+    data = _xlsx(GLASGOW, prev, 12, seed=3)
+    first = _submit(server, tokens["glasgow"], GLASGOW, prev, data, key="replay-key-0001")
+    again = _submit(server, tokens["glasgow"], GLASGOW, prev, data, key="replay-key-0001")
+    assert first.status_code == again.status_code == 202
+    assert first.json()["submission_id"] == again.json()["submission_id"] and again.json()["replay"] is True
+    other = _submit(server, tokens["glasgow"], GLASGOW, prev, _xlsx(GLASGOW, prev, 13, seed=3), key="replay-key-0001")
+    assert other.status_code == 409 and other.json()["error"]["code"] == "idempotency_key_reused"
+    assert other.json()["error"]["submission_id"] == first.json()["submission_id"]
+    sid = first.json()["submission_id"]
+    _placed(server, tokens["glasgow"], GLASGOW, sid)
+    collect_once(GLASGOW, prev)
+    again = _submit(server, tokens["glasgow"], GLASGOW, prev, data, key="replay-key-0001")  # after processing too
+    assert again.json()["submission_id"] == sid
+    collect_once(GLASGOW, prev)
+    status = _status(server, tokens["glasgow"], GLASGOW, sid)
+    assert status["state"] == "accepted" and status["decided"] and status["version"]["number"] == 1
+    assert status["version"]["rows"] == 12 and status["feedback_sent"] is True
+    assert _count("SELECT count(*) FROM lgdp.api_submissions WHERE idempotency_key = 'replay-key-0001'") == 1
+    # the original bytes are archived, and they are what went into the folder
+    assert _count("SELECT count(*) FROM lgdp.archived_files WHERE sha256 = :s", s=hashlib.sha256(data).hexdigest()) == 1
+    placed = env["m365"].drive_root / status["folder"] / status["file"]
+    assert placed.read_bytes() == data
+
+
+def test_concurrent_submissions_for_one_council_are_each_kept_placed_and_processed(server, tokens, ledger, smtp):
+    prev = ledger["previous"]
+    # each with an error, so each is a version of its own (a file after an acceptance would be kept as late)
+    files = [_xlsx(EDINBURGH, prev, 8 + n, {"bad_code": 1}, seed=20 + n) for n in range(6)]
+    jobs = [(f, f"concurrent-{n:04d}") for n, f in enumerate(files)] + [(files[0], "concurrent-0000")] * 3
+
+    def send(job):
+        data, key = job
+        return _submit(server, tokens["edinburgh"], EDINBURGH, prev, data, key=key)
+
+    with concurrent.futures.ThreadPoolExecutor(len(jobs)) as pool:
+        answers = list(pool.map(send, jobs))
+    assert all(a.status_code == 202 for a in answers), [a.text for a in answers if a.status_code != 202]
+    ids = {a.json()["submission_id"] for a in answers}
+    assert len(ids) == 6  # the three replays of the first answered with its id
+    for sid in ids:
+        _placed(server, tokens["edinburgh"], EDINBURGH, sid)
+    collect_once(EDINBURGH, prev)
+    states = [_status(server, tokens["edinburgh"], EDINBURGH, sid) for sid in ids]
+    versions = sorted(s["version"]["number"] for s in states)
+    assert versions == [1, 2, 3, 4, 5, 6]  # nothing lost: each a version, in the order they were placed
+    assert all(s["state"] == "rejected" and s["decided"] and s["version"]["errors"] >= 1 for s in states)
+    assert len({s["file"] for s in states}) == 6
+    assert _count("SELECT count(DISTINCT original_sha256) FROM lgdp.api_submissions WHERE idempotency_key LIKE 'concurrent-%'") == 6
 
 
 def test_json_rows_give_the_same_version_as_the_csv_dropped_in_the_folder(server, tokens, ledger, env, smtp, tmp_path):
