@@ -88,28 +88,7 @@ def to_xlsx(
     sheet_name: str = "data",
 ) -> int:
     """Write rows as a one-sheet workbook (streaming, so large files stay small in memory)."""
-    from openpyxl import Workbook
-    from openpyxl.cell import WriteOnlyCell
-
-    names = _names(items)
-    wb = Workbook(write_only=True)
-    ws = wb.create_sheet(sheet_name[:31])
-    ws.append(names)
-    n = 0
-    for row in rows:
-        out: list[Any] = []
-        for name in names:
-            v = row.get(name)
-            if isinstance(v, dt.date):
-                cell = WriteOnlyCell(ws, value=v)
-                cell.number_format = "yyyy-mm-dd"
-                out.append(cell)
-            else:
-                out.append(v)
-        ws.append(out)
-        n += 1
-    wb.save(target)
-    return n
+    return to_xlsx_tables({sheet_name: rows}, {sheet_name: items}, target)
 
 
 def _record(indent: str, row: Mapping[str, Any], names: Sequence[str]) -> str:
