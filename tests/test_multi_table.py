@@ -511,3 +511,25 @@ def test_one_csv_per_table_dropped_one_by_one_is_one_submission(m365, smtp, airf
         assert {n: zf.read(f"{n}.csv") for n in files} == files
     outcome = [m for m in smtp.messages if ", version " in m["Subject"]]
     assert len(outcome) == 1 and "accepted" in outcome[0]["Subject"]
+
+
+def test_the_contract_cli_prints_one_contract_per_table(capsys) -> None:
+    import os
+
+    import yaml as _yaml
+
+    from lgdp.cli import main
+
+    os.environ["LGDP_SPECS_DIR"] = str(SPECS)
+    try:
+        assert main(["specs", "contract", "clas", "--database", "lgdp"]) == 0
+    finally:
+        os.environ["LGDP_SPECS_DIR"] = str(ROOT / "tests" / "specs_one_table")
+    docs = list(_yaml.safe_load_all(capsys.readouterr().out))
+    assert [d["dataset"] for d in docs] == [f"lgdp/lgdp/lgdp_staging/clas.{t}" for t in ("children", "episodes", "placements")]
+    episodes = docs[1]
+    queries = {c["failed_rows"]["qualifier"] for c in episodes["checks"] if "failed_rows" in c and "query" in c["failed_rows"]}
+    assert {"CLAS-E020", "CLAS-Q020", "LINK-episodes"} <= queries
+    assert "PREVIOUS" in episodes["variables"] and "PERIOD_END" in episodes["variables"]
+    with pytest.raises(ValueError, match="several tables"):
+        checks(clas())

@@ -392,7 +392,12 @@ def uses_previous(loaded: LoadedSpec) -> bool:
 
 
 def checks(loaded: LoadedSpec) -> list[Check]:
-    """Every check of the spec, in a stable order: row count, items in spec order, keys, rules."""
+    """Every check of the spec, in a stable order: row count, items in spec order, keys, rules.
+
+    For a return of several tables, the checks of one table (``loaded.table(name)``): a table's
+    checks run on its own staging table."""
+    if loaded.multi:
+        raise ValueError(f"{loaded.id} has several tables: take the checks of each (loaded.tables)")
     out = [
         Check(
             ROW_COUNT_CODE, "error", (), "row_count",

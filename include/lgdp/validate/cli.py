@@ -15,7 +15,10 @@ def _cmd_contract(args: argparse.Namespace) -> int:
     except KeyError as exc:
         print(f"lgdp specs contract: {exc.args[0]}", file=sys.stderr)
         return 1
-    sys.stdout.write(contract_yaml(loaded, args.database))
+    for k, view in enumerate(loaded.tables):  # a return of several tables has one contract per table
+        if k:
+            sys.stdout.write("---\n")
+        sys.stdout.write(contract_yaml(view, args.database))
     return 0
 
 
