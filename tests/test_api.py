@@ -24,9 +24,6 @@ import json
 import os
 import re
 import shutil
-import socket
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -41,12 +38,6 @@ EDINBURGH, GLASGOW, FIFE = "S12000036", "S12000049", "S12000047"
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 MAX_FILE_MB = 3
 pytestmark = [pytest.mark.airflow, pytest.mark.timeout(1200)]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _period(days_ago: int = 0) -> str:
@@ -180,41 +171,11 @@ def tokens(ledger):
 
 @pytest.fixture(scope="module")
 def server(env, ledger, airflow_db, tmp_path_factory):
-    port = _free_port()
-    e = os.environ.copy()
-    e["AIRFLOW__CORE__PLUGINS_FOLDER"] = str(ROOT / "plugins")
-    e["AIRFLOW__API__PORT"] = str(port)
-    e["AIRFLOW__API__BASE_URL"] = f"http://127.0.0.1:{port}"
-    e["LGDP_MAX_FILE_MB"] = str(MAX_FILE_MB)
-    log = (tmp_path_factory.mktemp("api-server") / "api-server.log").open("wb")
-    proc = subprocess.Popen(
-        [str(Path(sys.executable).with_name("airflow")), "api-server", "--port", str(port), "--host", "127.0.0.1"],
-        env=e, stdout=log, stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 240
-        while time.monotonic() < deadline:
-            assert proc.poll() is None, f"api-server exited; see {log.name}"
-            try:
-                if httpx.get(f"{base}/api/v2/monitor/health", timeout=5).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(2)
-        else:
-            pytest.fail(f"api-server did not start; see {log.name}")
-        home = Path(e["AIRFLOW_HOME"])
-        password = json.loads((home / "simple_auth_manager_passwords.json.generated").read_text())["admin"]
-        with httpx.Client(base_url=base + PREFIX, timeout=120) as client:
-            yield {"base": base, "client": client, "password": password, "log": log.name}
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+    from fixtures_apiserver import api_server
+
+    with api_server(tmp_path_factory.mktemp("api-server"), {"LGDP_MAX_FILE_MB": str(MAX_FILE_MB)}) as srv, \
+            httpx.Client(base_url=srv.base + PREFIX, timeout=120) as client:
+        yield {"base": srv.base, "client": client, "password": srv.password, "log": srv.log}
 
 
 def _call(client, method, path, token=None, body=None, ctype=None, key=None, headers=None):

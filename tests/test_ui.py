@@ -14,10 +14,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -34,12 +30,6 @@ CHROMIUM = os.environ.get("LGDP_CHROMIUM", "/usr/bin/chromium")
 PREFIX = "/returns"
 TA = "temporary_accommodation_monthly"
 pytestmark = [pytest.mark.airflow, pytest.mark.timeout(900)]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _get(url: str, token: str | None = None, method: str = "GET", body: bytes | None = None, headers: dict | None = None):
@@ -82,40 +72,10 @@ def ledger(ledger_url):
 @pytest.fixture(scope="module")
 def server(airflow_db, ledger, tmp_path_factory):
     """``airflow api-server`` on a free port with the project's plugins; yields (base url, admin password)."""
-    port = _free_port()
-    env = os.environ.copy()
-    env["AIRFLOW__CORE__PLUGINS_FOLDER"] = str(ROOT / "plugins")
-    env["AIRFLOW__API__PORT"] = str(port)
-    env["AIRFLOW__API__BASE_URL"] = f"http://127.0.0.1:{port}"
-    home = Path(env["AIRFLOW_HOME"])
-    log = (tmp_path_factory.mktemp("api-server") / "api-server.log").open("wb")
-    proc = subprocess.Popen(
-        [str(Path(sys.executable).with_name("airflow")), "api-server", "--port", str(port), "--host", "127.0.0.1"],
-        env=env, stdout=log, stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 240
-        while time.monotonic() < deadline:
-            assert proc.poll() is None, f"api-server exited; see {log.name}"
-            try:
-                status, _, _ = _get(f"{base}/api/v2/monitor/health")
-                if status == 200:
-                    break
-            except OSError:
-                pass
-            time.sleep(2)
-        else:
-            pytest.fail(f"api-server did not start; see {log.name}")
-        passwords = json.loads((home / "simple_auth_manager_passwords.json.generated").read_text())
-        yield base, passwords["admin"]
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+    from fixtures_apiserver import api_server
+
+    with api_server(tmp_path_factory.mktemp("api-server")) as srv:
+        yield srv.base, srv.password
 
 
 @pytest.fixture(scope="module")
