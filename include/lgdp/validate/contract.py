@@ -155,6 +155,54 @@ def _failing_count(check: Check, result: Any) -> int:
     return int(value)
 
 
+def _is_soda_record(record: logging.LogRecord) -> bool:
+    return record.name.split(".", 1)[0] in _SODA_LOGGERS
+
+
+_SODA_LOGGERS = frozenset({"soda", "soda_core", "soda_postgres"})
+
+
+class _OnlySodaRecords(logging.Filter):
+    """Keeps Soda's capture to Soda's own records (see ``soda_errors``)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return _is_soda_record(record)
+
+
+def _keep_host_records_out_of_soda() -> None:
+    """Soda 4 captures through one handler on the root logger, and any ERROR record it captures
+    marks the verification as errored and drops its check results. Filter that handler so records
+    of other loggers (asyncio's GC warnings about an earlier step's HTTP client, a provider's own
+    logging) still reach the host's handlers but never Soda's verdict."""
+    from soda_core.common import logs as soda_logs
+
+    soda_logs._ensure_root_capturer()
+    for handler in logging.root.handlers:
+        if isinstance(handler, soda_logs._RootCapturer) and not any(
+            isinstance(f, _OnlySodaRecords) for f in handler.filters
+        ):
+            handler.addFilter(_OnlySodaRecords())
+
+
+def soda_errors(session: Any) -> list[str]:
+    """The error messages Soda itself logged during a verification session.
+
+    Soda captures every ERROR record that reaches the root logger while its session is active,
+    including records of the host process that have nothing to do with the contract: asyncio's
+    "Unclosed client session" when the garbage collector happens to finalise an HTTP client of an
+    earlier step, for one. Those must not turn a sound verification into a runtime failure, so
+    only records of Soda's own loggers count; the others are left to the host's logging.
+    """
+    records = list(getattr(session, "session_log_records", None) or [])
+    raised: list[str] = []
+    for collection in getattr(session, "results", None) or []:
+        records.extend(getattr(collection, "log_records", None) or [])
+        if getattr(collection, "error", None) is not None:
+            raised.append(str(collection.error))
+    logged = [r.getMessage() for r in records if r.levelno >= logging.ERROR and _is_soda_record(r)]
+    return logged + [m for m in raised if m not in logged]
+
+
 def verify(
     loaded: LoadedSpec, url: str, council: str, period: str, version_id: int, previous_id: int | None = None
 ) -> dict[str, int]:
@@ -175,6 +223,7 @@ def verify(
     all_checks = checks(loaded)
     if _has_variables(all_checks):
         variables = sql_variables(loaded, council, period, version_id, previous_id)
+    _keep_host_records_out_of_soda()
     try:
         session = ContractVerificationSession.execute(
             contract_yaml_sources=[ContractYamlSource.from_str(contract_yaml(loaded, database_name(url)))],
@@ -184,7 +233,7 @@ def verify(
         )
     except Exception as exc:  # noqa: BLE001 - whatever Soda raises, it is a runtime failure
         raise ValidationRuntimeError(f"Soda could not verify {loaded.id}: {exc}") from exc
-    errors = session.get_errors()
+    errors = soda_errors(session)
     if errors:
         raise ValidationRuntimeError(f"Soda could not verify {loaded.id}: " + "; ".join(errors))
     results = [r for cvr in session.contract_verification_results for r in cvr.check_results]
