@@ -17,9 +17,10 @@ Modes:
   one request adapter per connection in the process).
 
 Measured for each N and mode:
-- **RSS**: resident memory of this process (the trigger runner's share; Airflow's triggerer adds
-  its supervisor process, about 200-250 MB, measured separately in tests/test_celery.py), after
-  every trigger has started and the first poll is done, and its peak;
+- **RSS**: resident memory of this process (the trigger runner's share only; a real
+  ``airflow triggerer`` with its supervisor, trigger runner and log server holding N deferred
+  collect tasks is measured by ``bench/triggerer_process.py``), after every trigger has started
+  and the first poll is done, and its peak;
 - **Graph calls and token requests per poll interval** in steady state (``--steady`` intervals
   with no new file), from the stand-in's request counters (``/_admin/counters``);
 - **arrival-to-event**: ``--arrivals`` files dropped into random folders at random moments of one
