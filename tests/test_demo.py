@@ -170,3 +170,165 @@ def test_demo_azurite_keeps_deliveries_between_runs(tmp_path):
         assert blob.download_blob().readall() == b"{}"
     leftovers = subprocess.run(["pgrep", "-f", str(tmp_path)], capture_output=True, text=True).stdout.split()
     assert leftovers == []
+
+
+@pytest.mark.slow
+@pytest.mark.airflow
+@pytest.mark.timeout(2400)
+def test_living_demo_plays_councils_through_airflow_and_the_pages_show_them(ledger_url, tmp_path, monkeypatch):
+    """``make demo``'s own command (``lgdp dev demo``, no smoke) on a fresh ledger and Airflow
+    database: the demo's specs give every return a window open today, and its seed thread plays
+    CLAS's councils (LGDP_DEMO_RETURNS=clas keeps the other DAGs paused, to spare the machine)
+    into their folders in the Microsoft 365 stand-in; the real scheduler, triggerer and collect
+    tasks decide them. Checked against the plan: accepted, rejected with errors, queries awaiting
+    explanation, queries explained in the returned feedback workbook (then accepted, with the
+    explanations recorded) and councils not yet received. Then, logged in with a real Chromium:
+    Airflow's grid of ``return_clas`` and the Progress page, whose CLAS row shows each council's
+    status from the ledger; screenshots in ``tests/output/demo/``. Ctrl-C (SIGTERM) stops it all."""
+    import signal
+    import shutil
+    import time
+
+    from sqlalchemy.engine import make_url
+
+    from lgdp import demo_seed
+    from lgdp.devdb import create_database
+    from lgdp.specs.load import load_register
+
+    monkeypatch.setenv("LGDP_DEMO_RETURNS", "clas")  # for demo_seed.plans/check here, as in the demo
+    chromium = os.environ.get("LGDP_CHROMIUM", "/usr/bin/chromium")
+    assert Path(chromium).exists(), f"{chromium} is missing: run `make install` (Debian's chromium package)"
+    name = f"lgdp_living_demo_{os.getpid()}"
+    db = create_database(ledger_url, name, fresh=True)
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(DEMO_ENV_PREFIXES) and k not in DEMO_ENV_NAMES
+    }
+    env.pop("LGDP_SPECS_DIR", None)  # the demo writes its own copy of return_specs/
+    env.pop("LGDP_DEMO_SEED", None)
+    state = tmp_path / "state"
+    port = _free_port()
+    env.update({
+        "LGDP_DATABASE_URL": db, "LGDP_STATE_DIR": str(state), "LGDP_DEMO_RETURNS": "clas",
+        "LGDP_M365_PORT": str(_free_port()), "LGDP_AZURITE_PORT": str(_free_port()),
+        "LGDP_POLL_INTERVAL_SECONDS": "5",
+    })
+    lgdp = str(Path(sys.executable).with_name("lgdp"))
+    out_path = tmp_path / "demo.out"
+    output = ROOT_OUTPUT / "demo"
+    shutil.rmtree(output, ignore_errors=True)
+    output.mkdir(parents=True)
+    with open(out_path, "w") as out:
+        proc = subprocess.Popen(
+            [lgdp, "dev", "demo", "--quiet", "--port", str(port), "--timeout", "900"],
+            env=env, stdout=out, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + 1800
+        while time.monotonic() < deadline and proc.poll() is None:
+            text = out_path.read_text()
+            if any(f"[lgdp demo] {m}" in text for m in ("demo councils", "demo submissions not all played", "demo submissions stopped")):
+                break
+            time.sleep(5)
+        text = out_path.read_text()
+        assert "[lgdp demo] demo submissions played" in text, text[-4000:]
+        assert "[lgdp demo] demo councils decided: clas " in text, text[-4000:]
+        assert "periods open today: " in text and "playing only clas" in text
+        register = load_register(state / "demo-specs")
+        # every approved return has a period whose window is open today in the demo's specs
+        import datetime as dt
+
+        from lgdp.periods import period_opening_at
+
+        now = dt.datetime.now(dt.timezone.utc)
+        for s in register.approved():
+            p = period_opening_at(s.spec.collection, now)
+            assert p.opens_at <= now < p.due_at, s.id
+        ok, lines = demo_seed.check(db, register)
+        assert ok, lines
+        (loaded, period, plan), = demo_seed.plans(register)
+        assert {demo_seed.ACCEPTED, demo_seed.REJECTED, demo_seed.QUERIES, demo_seed.EXPLAINED, demo_seed.NOTHING} == set(plan.values())
+        from lgdp.ledger.db import session
+        from lgdp.ledger.register import period_status
+
+        with session(db) as s:
+            statuses = period_status(s, loaded.id, period)
+
+        # what the platform team sees, in a real browser
+        from playwright.sync_api import sync_playwright
+
+        password = json.loads((state / "airflow" / "simple_auth_manager_passwords.json.generated").read_text())["admin"]
+        base = f"http://localhost:{port}"
+        errors: list[str] = []
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=chromium, headless=True,
+                                         args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
+            page = browser.new_context(viewport={"width": 1600, "height": 1000}).new_page()
+            page.set_default_timeout(60_000)
+            page.goto(f"{base}/returns/progress")
+            from test_ui import login
+
+            login(page, password)
+            page.on("console", lambda m: errors.append(f"{page.url}: {m.text}") if m.type == "error" else None)
+            page.on("pageerror", lambda e: errors.append(f"{page.url}: {e}"))
+            if "/returns/progress" not in page.url:
+                page.goto(f"{base}/returns/progress")
+            row = page.locator(f'tr[data-return="{loaded.id}"][data-period="{period}"]')
+            row.wait_for()
+            for code, status in statuses.items():
+                assert row.locator(f'td[data-council="{code}"]').get_attribute("data-status") == status, code
+            page.screenshot(path=str(output / "progress.png"), full_page=True)
+            progress_errors = list(errors)
+            # Airflow's own grid of the return: one run, its collect task mapped over the councils
+            page.goto(f"{base}/dags/{loaded.dag_id}")
+            page.wait_for_load_state("networkidle")
+            page.get_by_text("collect").first.wait_for()
+            page.screenshot(path=str(output / "airflow-grid-return_clas.png"), full_page=True)
+            # ... and its collect task's mapped instances, one per council, labelled by name
+            from sqlalchemy import create_engine, text as sql
+
+            eng = create_engine(db)
+            with eng.connect() as conn:
+                runs = conn.execute(sql("SELECT run_id FROM dag_run WHERE dag_id = :d"), {"d": loaded.dag_id}).scalars().all()
+            assert len(runs) == 1, runs  # the period open today got one run, not one from the scheduler and one from the seed
+            run_id = runs[0]
+            eng.dispose()
+            page.goto(f"{base}/dags/{loaded.dag_id}/runs/{run_id}/tasks/collect/mapped")
+            page.get_by_text(loaded.providers[0].name, exact=True).first.wait_for()
+            page.screenshot(path=str(output / "airflow-collect-mapped-by-council.png"), full_page=True)
+            browser.close()
+        assert not progress_errors, progress_errors
+        # and each council got its outcome by email (Graph sendMail to the stand-in)
+        outcomes = sum(plan[c] != demo_seed.NOTHING for c in plan)
+        wanted = {
+            "accepted (": sum(v == "accepted" for v in statuses.values()),
+            "Not accepted: errors to fix (": sum(v == "rejected" for v in statuses.values()),
+            "Queries to explain (": sum(o in (demo_seed.QUERIES, demo_seed.EXPLAINED) for o in plan.values()),
+        }
+        deadline = time.monotonic() + 120
+        while True:
+            mail = [json.loads(f.read_text())["message"]["subject"] for f in (state / "m365" / "mail").glob("*.json")]
+            got = {k: sum(k in m for m in mail) for k in wanted}
+            if got == wanted or time.monotonic() > deadline:
+                break
+            time.sleep(5)
+        assert got == wanted and sum(wanted.values()) >= outcomes, (got, wanted)
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(180)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(30)
+        from sqlalchemy import create_engine, text as sql
+
+        eng = create_engine(make_url(ledger_url), isolation_level="AUTOCOMMIT")
+        with eng.connect() as conn:
+            conn.execute(sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        eng.dispose()
+    assert proc.returncode == 0, out_path.read_text()[-3000:]
+    leftovers = subprocess.run(["pgrep", "-f", str(tmp_path)], capture_output=True, text=True).stdout.split()
+    assert leftovers == [], "the demo left processes running"
+
+
+ROOT_OUTPUT = Path(__file__).resolve().parent / "output"

@@ -259,40 +259,121 @@ def _drop(folder: Path, name: str, data: bytes) -> None:
     os.replace(staged, folder / name)
 
 
-def drive(env: dict[str, str], drive_root: Path, port: int, stop: threading.Event, timeout: float = 1800) -> None:
-    """Open each return's period through Airflow and play the mix of councils into their folders."""
+def selected(register: Any) -> list[Any]:
+    """The approved returns the demo plays: all, or those named in ``LGDP_DEMO_RETURNS`` (ids, commas)."""
+    wanted = {r.strip() for r in os.environ.get("LGDP_DEMO_RETURNS", "").split(",") if r.strip()}
+    approved = list(register.approved())
+    unknown = wanted - {s.id for s in approved}
+    if unknown:
+        raise ValueError(f"LGDP_DEMO_RETURNS names no approved return: {', '.join(sorted(unknown))}")
+    return [s for s in approved if not wanted or s.id in wanted]
+
+
+def plans(register: Any) -> list[tuple[Any, str, dict[str, str]]]:
+    """(return, the period open today, council -> outcome) for every return the demo plays.
+
+    The plan's offset is the return's place among all approved returns, so a demo limited by
+    ``LGDP_DEMO_RETURNS`` plays each return exactly as the whole demo does."""
+    from lgdp.periods import period_from_label
+
+    chosen = {s.id for s in selected(register)}
+    return [
+        (loaded, period_from_label(loaded.spec.collection, _period_label(loaded)).label, plan_for(loaded, offset))
+        for offset, loaded in enumerate(register.approved())
+        if loaded.id in chosen
+    ]
+
+
+# The ledger status each outcome ends in once the demo has played it.
+EXPECTED_STATUS = {ACCEPTED: "accepted", REJECTED: "rejected", QUERIES: "queries", EXPLAINED: "accepted", NOTHING: "expected"}
+
+
+def check(db: str, register: Any) -> tuple[bool, list[str]]:
+    """Compare the ledger with what the demo played: (all as planned, one line per return).
+
+    A line counts the councils per status; a council whose status is not the one its outcome
+    ends in is named with both, and an explained council must have its explanations recorded."""
+    from collections import Counter
+
+    from sqlalchemy import select
+
+    from lgdp.ledger.db import session
+    from lgdp.ledger.models import CollectionPeriod, ExpectedSubmission, SubmissionIssue, SubmissionVersion
+    from lgdp.ledger.register import period_status
+
+    ok, lines = True, []
+    for loaded, period, plan in plans(register):
+        with session(db) as s:
+            status = period_status(s, loaded.id, period)
+            explained = set(
+                s.scalars(
+                    select(ExpectedSubmission.council_code)
+                    .join(CollectionPeriod, CollectionPeriod.id == ExpectedSubmission.period_id)
+                    .join(SubmissionVersion, SubmissionVersion.submission_id == ExpectedSubmission.id)
+                    .join(SubmissionIssue, SubmissionIssue.version_id == SubmissionVersion.id)
+                    .where(CollectionPeriod.return_id == loaded.id, CollectionPeriod.period == period)
+                    .where(SubmissionIssue.explanation.is_not(None))
+                    .distinct()
+                )
+            )
+        wrong = [
+            f"{council} {outcome}: {status.get(council, 'missing')} (expected {EXPECTED_STATUS[outcome]})"
+            for council, outcome in plan.items()
+            if status.get(council) != EXPECTED_STATUS[outcome]
+        ]
+        wrong += [f"{c} explained: no explanation recorded" for c, o in plan.items() if o == EXPLAINED and c not in explained]
+        counts = Counter(status.get(c, "missing") for c in plan)
+        summary = ", ".join(f"{n} {st}" for st, n in sorted(counts.items()))
+        n_explained = sum(o == EXPLAINED for o in plan.values())
+        if wrong:
+            ok = False
+            lines.append(f"{loaded.id} {period}: NOT as planned: " + "; ".join(wrong))
+        else:
+            lines.append(f"{loaded.id} {period}: {summary} ({n_explained} of them explained their queries), as planned")
+    return ok, lines
+
+
+def drive(
+    env: dict[str, str], drive_root: Path, port: int, stop: threading.Event, timeout: float = 1800,
+    trigger_after: float = 180,
+) -> bool:
+    """Open each return's period through Airflow and play the mix of councils into their folders.
+
+    Returns True once every council has been played (and every explained one answered), False on
+    timeout or stop. A return whose DAG has not opened today's period ``trigger_after`` seconds
+    after it was parsed is triggered for it."""
     from lgdp.collect.feedback import feedback_name
     from lgdp.collect.graph import PLATFORM_FOLDER, folder_path
     from lgdp.dev import wait_healthy
     from lgdp.ingest.versions import expected_submission, latest_version
     from lgdp.ledger.db import session
-    from lgdp.periods import period_from_label
     from lgdp.specs.load import load_register
 
     db = env["LGDP_DATABASE_URL"]
     os.environ.setdefault("LGDP_DATABASE_URL", db)
     if not wait_healthy(port, 600):
         log("Airflow did not become healthy; no demo submissions played")
-        return
+        return False
     register = load_register(Path(env["LGDP_SPECS_DIR"]))
     from lgdp.ledger.register import sync_register
 
     with session(db) as s, s.begin():  # the register shows the demo's calendar, as the DAGs run it
         sync_register(s, register.specs, register.reference.councils if register.reference else ())
-    todo: list[tuple[Any, str, dict[str, str]]] = []
-    for offset, loaded in enumerate(register.approved()):
-        period = period_from_label(loaded.spec.collection, _period_label(loaded)).label
-        todo.append((loaded, period, plan_for(loaded, offset)))
+    todo = plans(register)
+    if os.environ.get("LGDP_DEMO_RETURNS"):  # the others stay paused (see start())
+        for loaded, _, _ in todo:
+            _airflow(env, "dags", "unpause", loaded.dag_id)
     deadline = time.monotonic() + timeout
     # The scheduler starts a run for each return's latest opening by itself (catchup off): that is
-    # the period open today. Trigger one only if, a few minutes after the DAG is known, it has not.
+    # the period open today. Trigger one only if, trigger_after seconds after the DAG is known, it
+    # has not (so no period gets two runs).
     for loaded, period, _ in todo:
         known_since = None
         while not stop.is_set() and time.monotonic() < deadline and not _period_opened(db, loaded.id, period):
             known, runs = _airflow_runs(env, loaded.dag_id)
             if known and known_since is None:
                 known_since = time.monotonic()
-            if known_since is not None and time.monotonic() - known_since > 180 and not _has_run_for(loaded, period, runs):
+            if known_since is not None and time.monotonic() - known_since > trigger_after and not _has_run_for(loaded, period, runs):
                 out = _airflow(env, "dags", "trigger", loaded.dag_id, "--conf", json.dumps({"period": period}))
                 if out.returncode == 0:
                     log(f"{loaded.dag_id}: triggered for period {period} (window open today)")
@@ -335,8 +416,20 @@ def drive(env: dict[str, str], drive_root: Path, port: int, stop: threading.Even
                     waiting += 1
         if not waiting:
             log("demo submissions played: accepted, rejected, queries, explained and not yet received councils")
-            return
+            break
         stop.wait(5)
+    else:
+        log("demo submissions not all played: " + ("stopped" if stop.is_set() else f"timed out after {timeout:.0f} s"))
+        return False
+    # The last files are in; once the collect tasks have decided them the pages show every stage.
+    while not stop.is_set():
+        ok, lines = check(db, register)
+        if ok or time.monotonic() > deadline:
+            for line in lines:
+                log(("demo councils decided: " if ok else "demo councils not all decided in time: ") + line)
+            return ok
+        stop.wait(10)
+    return False
 
 
 def _period_label(loaded: Any) -> str:
@@ -345,7 +438,24 @@ def _period_label(loaded: Any) -> str:
     return period_opening_at(loaded.spec.collection, dt.datetime.now(dt.timezone.utc)).label
 
 
-def start(env: dict[str, str], m365: Any, port: int) -> threading.Thread | None:
+class Seed(threading.Thread):
+    """The thread that plays the demo's councils; ``played`` is drive()'s answer once it ends."""
+
+    def __init__(self, env: dict[str, str], drive_root: Path, port: int, timeout: float, trigger_after: float) -> None:
+        super().__init__(name="lgdp-demo-seed", daemon=True)
+        self.stop = threading.Event()
+        self.played: bool | None = None
+        self._args = (env, drive_root, port, self.stop, timeout, trigger_after)
+
+    def run(self) -> None:
+        try:
+            self.played = drive(*self._args)
+        except Exception as exc:  # noqa: BLE001 - the demo goes on; say why nothing more is played
+            log(f"demo submissions stopped: {type(exc).__name__}: {exc}")
+            self.played = False
+
+
+def start(env: dict[str, str], m365: Any, port: int, timeout: float = 1800, trigger_after: float = 180) -> Seed | None:
     """Point the demo at specs with a window open today and play councils once Airflow is up."""
     from lgdp.dev import state_dir
 
@@ -354,11 +464,14 @@ def start(env: dict[str, str], m365: Any, port: int) -> threading.Thread | None:
         return None
     folder, periods = demo_specs(state_dir())
     env["LGDP_SPECS_DIR"] = str(folder)
+    if os.environ.get("LGDP_DEMO_RETURNS"):
+        # Only the named returns are played; every DAG starts paused and drive() unpauses theirs.
+        env["AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION"] = "True"
+        log(f"playing only {os.environ['LGDP_DEMO_RETURNS']} (LGDP_DEMO_RETURNS); the other DAGs stay paused")
     log("periods open today: " + ", ".join(f"{r} {p}" for r, p in sorted(periods.items())) + f" (specs: {folder})")
     if m365 is None:
         log("a real Graph connection is configured: no demo files are dropped")
         return None
-    stop = threading.Event()
-    thread = threading.Thread(target=drive, args=(env, Path(m365.drive_root), port, stop), name="lgdp-demo-seed", daemon=True)
+    thread = Seed(env, Path(m365.drive_root), port, timeout, trigger_after)
     thread.start()
     return thread
