@@ -368,6 +368,8 @@ def receive_explanations(
         raise ApiError(409, "not_a_data_submission", "Explanations answer the queries of a data submission; this one is itself explanations.")
     found = _version_of(session, sub)
     version = found.get("version")
+    if found["state"] == "superseded":
+        raise ApiError(409, "version_superseded", "A later file replaced this submission; explain the queries of that one.")
     if version is None or found["state"] not in DECIDED:
         raise ApiError(409, "not_decided", "This submission has not been decided yet; explain its queries once its status is queries.")
     latest = latest_version(session, version.submission_id)
@@ -435,8 +437,23 @@ def queued_count(session: Session) -> int:
 
 
 # ---- reading back ------------------------------------------------------------------------------
+def _own(rows: list[Any], sub: ApiSubmission) -> Any | None:
+    """Of the records the pipeline made from the submission's SharePoint item (oldest first), the
+    first made from the file the API placed: its eTag, or its very bytes under another eTag
+    (SharePoint may change an eTag for metadata alone; a placing retried after an upload that did
+    arrive writes the same bytes again). The first, so that once a status has been given for a
+    version it stays that version's. A later file saved over the same item with other content (an
+    officer editing it in SharePoint, say) is a version of its own, never this submission's: its
+    status and issues must not become the answer for what the council's system sent."""
+    return next((r for r in rows if r.source_etag == sub.source_etag or r.file_sha256 == sub.file_sha256), None)
+
+
 def _version_of(session: Session, sub: ApiSubmission) -> dict[str, Any]:
-    """What the pipeline recorded for the placed file: its version, workbook or late file."""
+    """What the pipeline recorded for the placed file: its version, workbook or late file.
+
+    Matched by the item *and* the file placed (:func:`_own`), so the status and the issues of a
+    submission always describe the same version, whatever is saved over the file afterwards.
+    """
     if sub.status != "placed":
         return {"state": "queued"}
     es = session.execute(
@@ -446,27 +463,31 @@ def _version_of(session: Session, sub: ApiSubmission) -> dict[str, Any]:
                ExpectedSubmission.council_code == sub.council_code)
     ).scalar_one_or_none()
     if sub.kind == "explanations":
-        ef = session.execute(
+        files = session.execute(
             select(ExplanationFile).where(ExplanationFile.submission_id == es, ExplanationFile.source_item_id == sub.source_item_id)
-            .order_by(ExplanationFile.id.desc()).limit(1)
-        ).scalar_one_or_none()
+            .order_by(ExplanationFile.id)
+        ).scalars().all()
+        ef = _own(files, sub)
         if ef is None:
             return {"state": "placed"}
         version = session.get(SubmissionVersion, ef.version_id) if ef.version_id else None
         return {"state": "explanations_" + ef.status, "explanation_file": ef, "version": version}
-    version = session.execute(
+    made = session.execute(
         select(SubmissionVersion).where(SubmissionVersion.submission_id == es, SubmissionVersion.source_item_id == sub.source_item_id)
-        .order_by(SubmissionVersion.id.desc()).limit(1)
-    ).scalar_one_or_none()
+        .order_by(SubmissionVersion.id)
+    ).scalars().all()
+    version = _own(made, sub)
     if version is not None:
         status = getattr(version.status, "value", version.status)
         return {"state": "processing" if status in ("received", "loaded") else status, "version": version}
-    late = session.execute(
-        select(LateFile).where(LateFile.submission_id == es, LateFile.source_item_id == sub.source_item_id)
-    ).scalar_one_or_none()
+    late = _own(session.execute(
+        select(LateFile).where(LateFile.submission_id == es, LateFile.source_item_id == sub.source_item_id).order_by(LateFile.id)
+    ).scalars().all(), sub)
     if late is not None:
         v = session.get(SubmissionVersion, late.accepted_version_id) if late.accepted_version_id else None
         return {"state": "late", "version": v}
+    if made:  # the item was saved over before the platform read what was placed: that file's outcome is not ours
+        return {"state": "superseded", "version": None}
     return {"state": "placed"}
 
 
@@ -544,6 +565,8 @@ def status_json(session: Session, sub: ApiSubmission) -> dict[str, Any]:
             keys.append(f"explanations:{found['explanation_file'].id}")
         sent = session.execute(select(SentEmail.dedupe_key).where(SentEmail.dedupe_key.in_(keys), SentEmail.status == "sent")).scalars().all()
         out["feedback_sent"] = bool(sent)
+    elif sub.kind == "data" and state == "superseded":  # saved over before it was read: final, nothing to tell
+        out["decided"], out["feedback_sent"] = True, False
     return out
 
 
