@@ -25,7 +25,7 @@ def test_a_real_triggerer_fires_each_deferred_collect_task_on_its_file(server_ur
     run = subprocess.run(
         [
             sys.executable, str(repo_root / "bench" / "triggerer_process.py"),
-            "--n", "20", "--poll", "3", "--steady", "1", "--arrivals", "5", "--no-confirm-status",
+            "--n", "20", "--poll", "3", "--steady", "3", "--arrivals", "5", "--no-confirm-status",
             "--start-timeout", "120", "--server", server_url, "--db-name", "lgdp_test_triggerer", "--json", str(out),
         ],
         capture_output=True, text=True, timeout=300,
@@ -36,5 +36,7 @@ def test_a_real_triggerer_fires_each_deferred_collect_task_on_its_file(server_ur
     assert result["fired"] == "5/5", result
     assert result["wrong_events"] == 0, result
     assert result["states"] == ["scheduled"], result
-    assert result["graph_calls_per_poll"] <= 1.0, result  # one delta query for the drive, not one listing per folder
+    # one delta query for the drive per poll, not one listing per folder (20 here); a poll on the
+    # window's edge may be counted too, so 3 intervals may hold 4 calls on a loaded machine
+    assert result["graph_calls_per_poll"] <= 4 / 3 + 0.05, result
     assert result["mem_by_process_mb"].keys() >= {"supervisor", "trigger runner"}, result
