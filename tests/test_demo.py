@@ -198,7 +198,7 @@ def test_living_demo_plays_councils_through_airflow_and_the_pages_show_them(ledg
     monkeypatch.setenv("LGDP_DEMO_RETURNS", "clas")  # for demo_seed.plans/check here, as in the demo
     chromium = os.environ.get("LGDP_CHROMIUM", "/usr/bin/chromium")
     assert Path(chromium).exists(), f"{chromium} is missing: run `make install` (Debian's chromium package)"
-    name = f"lgdp_living_demo_{os.getpid()}"
+    name = f"lgdp_test_living_demo_{os.getpid()}"
     db = create_database(ledger_url, name, fresh=True)
     env = {
         k: v for k, v in os.environ.items() if not k.startswith(DEMO_ENV_PREFIXES) and k not in DEMO_ENV_NAMES
